@@ -1,0 +1,288 @@
+"""``lvbao``: the one command for running and operating the system."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from lvbao import registry
+from shared.config import DEFAULT_PORT, Settings
+from shared.logs import configure_logging
+
+
+def _settings() -> Settings:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_json)
+    return settings
+
+
+# -- database ----------------------------------------------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from shared.migrations import upgrade
+
+    settings = _settings()
+    for service in args.services or registry.SERVICES:
+        registry.module(service, "config")  # unknown names fail before anything is migrated
+        db = registry.database(service, settings)
+        upgrade(service, db)
+        db.dispose()
+        print(f"migrated {service}")
+    return 0
+
+
+def cmd_revision(args: argparse.Namespace) -> int:
+    from shared.migrations import revision
+
+    settings = _settings()
+    revision(args.service, registry.database(args.service, settings), args.message)
+    return 0
+
+
+# -- processes ----------------------------------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """An RQ worker for the named services' queues; SimpleWorker (no fork per job), with RQ's scheduler."""
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    from shared.service_app import make_redis
+
+    settings = _settings()
+    queues = args.queues or list(registry.SERVICES)
+    for name in queues:
+        registry.module(name, "tasks")  # fail now, not at the first job, on an unknown service
+    worker = SimpleWorker(queues, connection=make_redis(settings), serializer=JSONSerializer)
+    worker.work(with_scheduler=True, burst=args.burst, logging_level=settings.log_level)
+    return 0
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    """Relay every service's outbox to the queues; also re-asserts device revocations every minute."""
+    from services.gateway.admin_service import AdminService
+    from shared.outbox import OutboxRelay, run_relays
+    from shared.service_app import make_redis
+
+    settings = _settings()
+    redis_client = make_redis(settings)
+    relays = [
+        OutboxRelay(name, registry.database(name, settings), registry.infra(name), redis_client)
+        for name in registry.SERVICES
+    ]
+    if args.once:
+        print(json.dumps({relay.service: relay.relay_once() for relay in relays}))
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    admin = AdminService(settings, relays[0].db, redis_client)
+    run_relays(
+        relays,
+        poll_interval=args.poll_interval,
+        should_stop=stop.is_set,
+        periodic=[(60.0, admin.republish_revocations)],
+    )
+    return 0
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    """Queue lengths and failed jobs; ``--requeue`` re-drives the failed ones."""
+    from rq.registry import FailedJobRegistry
+
+    from shared.outbox import queue_for
+    from shared.service_app import make_redis
+
+    redis_client = make_redis(_settings())
+    report = {}
+    for name in registry.SERVICES:
+        queue = queue_for(name, redis_client)
+        failed = FailedJobRegistry(queue=queue)
+        requeued = 0
+        if args.requeue:
+            for job_id in failed.get_job_ids():
+                failed.requeue(job_id)
+                requeued += 1
+        report[name] = {"queued": queue.count, "failed": failed.count, "requeued": requeued}
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+# -- accounts and keys ----------------------------------------------------------------------------------------------
+
+
+def cmd_admin_create(args: argparse.Namespace) -> int:
+    from services.gateway.admin_service import AdminService
+    from services.gateway.models import Institution
+    from shared.errors import ApiError
+    from shared.service_app import make_redis
+
+    settings = _settings()
+    db = registry.database("gateway", settings)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = os.environ.get("LVBAO_ADMIN_PASSWORD") or getpass.getpass("password: ")
+    institution_id = None
+    if args.institution:
+        from sqlalchemy import select
+
+        with db.uow() as uow:
+            institution_id = uow.session.scalars(
+                select(Institution.id).where(Institution.code == args.institution)
+            ).one_or_none()
+        if institution_id is None:
+            print(f"no institution with code {args.institution!r}", file=sys.stderr)
+            return 2
+    role = "admin" if args.institution else "province_admin"
+    try:
+        created = AdminService(settings, db, make_redis(settings)).create_admin(
+            None, args.username, password, institution_id, role=role
+        )
+    except ApiError as exc:
+        print(f"{exc.code}: {exc.message} {exc.errors or ''}", file=sys.stderr)
+        return 1
+    print(json.dumps(created, ensure_ascii=False))
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from services.gateway.keys import KeyRing
+
+    ring = KeyRing(registry.database("gateway", _settings()))
+    if args.action == "rotate":
+        print(json.dumps({"kid": ring.rotate(lead_seconds=args.lead).kid, "signs_in_seconds": args.lead}))
+    elif args.action == "retire":
+        ring.retire(args.kid)
+        print(json.dumps({"retired": args.kid}))
+    else:
+        print(json.dumps(ring.list(), indent=2))
+    return 0
+
+
+def cmd_seed_demo(_args: argparse.Namespace) -> int:
+    from lvbao.seed import seed_demo
+    from shared.service_app import make_redis
+
+    settings = _settings()
+    result = seed_demo(
+        settings, registry.database("gateway", settings), make_redis(settings),
+        os.environ.get("LVBAO_DEMO_ADMIN_PASSWORD"),
+    )
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+# -- OpenAPI --------------------------------------------------------------------------------------------------------
+
+
+def openapi_documents() -> dict[str, str]:
+    """Each service's OpenAPI, generated from its code (no database or Redis is touched)."""
+    settings = Settings(database_url="sqlite://", redis_url="redis://127.0.0.1:1/0", testing=True, log_json=False)
+    documents = {}
+    for name in registry.SERVICES:
+        app = registry.create_app(name, settings)
+        documents[name] = app.extensions["lvbao_api"].spec.to_yaml()
+    return documents
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    drift = []
+    for name, text in openapi_documents().items():
+        path = out / f"{name}.yaml"
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                drift.append(str(path))
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+    if drift:
+        print("OpenAPI drifted from the code; run `make openapi`: " + ", ".join(drift), file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- the embedded run -----------------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lvbao.runner import EmbeddedRun
+
+    return EmbeddedRun(port=args.port or int(os.environ.get("PORT", DEFAULT_PORT)), var=Path(args.var)).run()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lvbao", description="绿宝碳汇 — run and operate the platform")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="start the whole system on one port (embedded SQLite + Redis by default)")
+    p.add_argument("--port", type=int)
+    p.add_argument("--var", default=os.environ.get("LVBAO_VAR_DIR", "var"), help="where embedded data lives")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("migrate", help="apply database migrations")
+    p.add_argument("services", nargs="*", help=f"any of {', '.join(registry.SERVICES)} (default: all)")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("revision", help="autogenerate a migration for one service")
+    p.add_argument("service", choices=registry.SERVICES)
+    p.add_argument("-m", "--message", required=True)
+    p.set_defaults(func=cmd_revision)
+
+    p = sub.add_parser("worker", help="run an RQ worker for service queues")
+    p.add_argument("queues", nargs="*")
+    p.add_argument("--burst", action="store_true", help="stop when the queues are empty")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("relay", help="relay outbox events to the queues")
+    p.add_argument("--once", action="store_true")
+    p.add_argument("--poll-interval", type=float, default=0.1)
+    p.set_defaults(func=cmd_relay)
+
+    p = sub.add_parser("queues", help="queue lengths and failed jobs")
+    p.add_argument("--requeue", action="store_true", help="re-drive failed jobs")
+    p.set_defaults(func=cmd_queues)
+
+    admin = sub.add_parser("admin", help="admin accounts").add_subparsers(dest="admin_command", required=True)
+    p = admin.add_parser("create", help="create an admin (province admin unless --institution is given)")
+    p.add_argument("--username", required=True)
+    p.add_argument("--institution", help="institution code for an institution admin")
+    p.add_argument("--password-stdin", action="store_true")
+    p.set_defaults(func=cmd_admin_create)
+
+    p = sub.add_parser("keys", help="token signing keys")
+    p.add_argument("action", choices=["list", "rotate", "retire"])
+    p.add_argument("kid", nargs="?")
+    p.add_argument("--lead", type=int, default=120,
+                   help="rotate: seconds the new key is published before it signs (> verifiers' JWKS cache)")
+    p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("seed-demo", help="create the demo pilot (idempotent)")
+    p.set_defaults(func=cmd_seed_demo)
+
+    p = sub.add_parser("openapi", help="write openapi/<service>.yaml from the code")
+    p.add_argument("--out", default="openapi")
+    p.add_argument("--check", action="store_true", help="fail when the files differ from the code")
+    p.set_defaults(func=cmd_openapi)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "action", None) == "retire" and not args.kid:
+        print("lvbao keys retire KID", file=sys.stderr)
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

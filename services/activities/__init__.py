@@ -1,0 +1,1 @@
+"""Activities: green actions — commutes, station scans, charging sessions — and their review."""

@@ -1,0 +1,3 @@
+"""The activities service's event handlers, one registry (none yet)."""
+
+HANDLERS: dict = {}

@@ -1,0 +1,1 @@
+"""The gateway: identity, WeChat login, roster, devices and the signing keys for every token."""

@@ -1,0 +1,341 @@
+"""Administration use cases: institutions, departments, the staff roster, invites, devices, admins."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from services.gateway.config import INVITE_TTL, ROSTER_MAX_ROWS
+from services.gateway.models import Admin, Department, Device, Institution, Invite, RosterEntry
+from services.gateway.service import passwords, token_hash
+from shared import clock
+from shared.auth.guards import REVOKED_DEVICES_KEY, Principal
+from shared.auth.operator import derive_operator_secret, new_operator_key_id
+from shared.auth.tokens import TokenIssuer
+from shared.config import Settings
+from shared.db import Database
+from shared.errors import ApiError
+
+ROSTER_COLUMNS = ["employee_no", "name", "phone", "department_code"]
+EMPLOYEE_NO = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+PHONE = re.compile(r"^\d{5,20}$")
+# Invite codes are typed by people: no 0/O or 1/I/L.
+INVITE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+MIN_PASSWORD_LENGTH = 10
+
+
+def institution_view(row: Institution) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "code": row.code, "created_at": row.created_at}
+
+
+def department_view(row: Department) -> dict[str, Any]:
+    return {"id": row.id, "institution_id": row.institution_id, "name": row.name, "code": row.code}
+
+
+def device_view(row: Device) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "institution_id": row.institution_id,
+        "name": row.name,
+        "key_id": row.key_id,
+        "created_at": row.created_at,
+        "revoked_at": row.revoked_at,
+    }
+
+
+def admin_account_view(row: Admin) -> dict[str, Any]:
+    return {"id": row.id, "username": row.username, "role": row.role, "institution_id": row.institution_id}
+
+
+def normalise_phone(raw: str) -> str:
+    digits = re.sub(r"[\s-]", "", raw)
+    if digits.startswith("+86"):
+        digits = digits[3:]
+    return digits
+
+
+def decode_csv(body: bytes) -> str:
+    """Roster files come from Excel: UTF-8 (with or without BOM) or GB18030."""
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return body.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise ApiError(422, "roster_encoding", "名册文件编码无法识别，请另存为 UTF-8 CSV")
+
+
+@dataclass
+class AdminService:
+    settings: Settings
+    db: Database
+    redis: Redis
+
+    def _institution(self, uow, principal: Principal, institution_id: int) -> Institution:
+        principal.ensure_institution(institution_id)
+        institution = uow.session.get(Institution, institution_id)
+        if institution is None:
+            raise ApiError(404, "institution_not_found", "单位不存在")
+        return institution
+
+    # -- institutions and departments ---------------------------------------------------------------------
+
+    def create_institution(self, name: str, code: str) -> dict[str, Any]:
+        with self.db.uow() as uow:
+            row = Institution(name=name, code=code)
+            uow.session.add(row)
+            try:
+                uow.commit()
+            except IntegrityError as exc:
+                raise ApiError(409, "institution_code_taken", "单位编码已存在", errors={"code": ["taken"]}) from exc
+            return institution_view(row)
+
+    def list_institutions(self, principal: Principal, after_id: int, limit: int) -> list[dict[str, Any]]:
+        with self.db.uow() as uow:
+            query = select(Institution).where(Institution.id > after_id).order_by(Institution.id).limit(limit)
+            if not principal.is_province_admin:
+                query = query.where(Institution.id == principal.institution_id)
+            return [institution_view(r) for r in uow.session.scalars(query)]
+
+    def get_institution(self, principal: Principal, institution_id: int) -> dict[str, Any]:
+        with self.db.uow() as uow:
+            return institution_view(self._institution(uow, principal, institution_id))
+
+    def create_department(self, principal: Principal, institution_id: int, name: str, code: str) -> dict[str, Any]:
+        with self.db.uow() as uow:
+            self._institution(uow, principal, institution_id)
+            row = Department(institution_id=institution_id, name=name, code=code)
+            uow.session.add(row)
+            try:
+                uow.commit()
+            except IntegrityError as exc:
+                raise ApiError(409, "department_code_taken", "部门编码已存在", errors={"code": ["taken"]}) from exc
+            return department_view(row)
+
+    def list_departments(self, principal: Principal, institution_id: int) -> list[dict[str, Any]]:
+        with self.db.uow() as uow:
+            self._institution(uow, principal, institution_id)
+            rows = uow.session.scalars(
+                select(Department).where(Department.institution_id == institution_id).order_by(Department.id)
+            )
+            return [department_view(r) for r in rows]
+
+    # -- roster --------------------------------------------------------------------------------------------
+
+    def import_roster(self, principal: Principal, institution_id: int, body: bytes) -> dict[str, Any]:
+        """Import a roster CSV: every row is checked first; one bad row imports nothing and is named.
+
+        Rows are numbered as in a spreadsheet (the header is row 1). Existing employees (by employee_no) are
+        updated, new ones added; employees missing from the file are left as they are.
+        """
+        text = decode_csv(body)
+        reader = csv.reader(io.StringIO(text))
+        header = [h.strip().lower() for h in next(reader, [])]
+        if header[:4] != ROSTER_COLUMNS or len(header) > 5 or (len(header) == 5 and header[4] != "nickname"):
+            raise ApiError(
+                422, "roster_header_invalid", "名册表头应为 employee_no,name,phone,department_code[,nickname]",
+                errors={"header": [",".join(ROSTER_COLUMNS) + "[,nickname]"]},
+            )
+        with self.db.uow() as uow:
+            self._institution(uow, principal, institution_id)
+            departments = {
+                d.code: d.id
+                for d in uow.session.scalars(select(Department).where(Department.institution_id == institution_id))
+            }
+            existing = {
+                e.employee_no: e
+                for e in uow.session.scalars(select(RosterEntry).where(RosterEntry.institution_id == institution_id))
+            }
+            rows, errors = self._parse_roster_rows(reader, len(header), departments)
+            if errors:
+                raise ApiError(
+                    422, "roster_invalid",
+                    f"名册有 {len(errors)} 行错误（第 {errors[0]['row']} 行起），未导入任何记录",
+                    errors={str(e["row"]): e["errors"] for e in errors},
+                )
+            created = updated = 0
+            for row in rows:
+                entry = existing.get(row["employee_no"])
+                if entry is None:
+                    uow.session.add(RosterEntry(institution_id=institution_id, **row))
+                    created += 1
+                else:
+                    for key, value in row.items():
+                        setattr(entry, key, value)
+                    updated += 1
+            uow.commit()
+            return {"imported": created + updated, "created": created, "updated": updated, "errors": []}
+
+    @staticmethod
+    def _parse_roster_rows(reader, width: int, departments: dict[str, int]):
+        rows: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        seen_numbers: dict[str, int] = {}
+        seen_phones: dict[str, int] = {}
+        for number, cells in enumerate(reader, start=2):
+            if not any(c.strip() for c in cells):
+                continue
+            if len(rows) + len(errors) >= ROSTER_MAX_ROWS:
+                errors.append({"row": number, "errors": {"_row": [f"at most {ROSTER_MAX_ROWS} rows per file"]}})
+                break
+            problems: dict[str, list[str]] = {}
+            if len(cells) != width:
+                errors.append({"row": number, "errors": {"_row": [f"expected {width} columns, got {len(cells)}"]}})
+                continue
+            values = [c.strip() for c in cells]
+            employee_no, name, phone, department_code = values[:4]
+            nickname = values[4] if width == 5 and values[4] else None
+            phone = normalise_phone(phone)
+            if not EMPLOYEE_NO.match(employee_no):
+                problems.setdefault("employee_no", []).append("1-32 letters, digits, - or _")
+            elif employee_no in seen_numbers:
+                problems.setdefault("employee_no", []).append(f"duplicate of row {seen_numbers[employee_no]}")
+            if not 1 <= len(name) <= 64:
+                problems.setdefault("name", []).append("1-64 characters")
+            if not PHONE.match(phone):
+                problems.setdefault("phone", []).append("5-20 digits")
+            elif phone in seen_phones:
+                problems.setdefault("phone", []).append(f"duplicate of row {seen_phones[phone]}")
+            if department_code not in departments:
+                problems.setdefault("department_code", []).append(f"unknown department {department_code!r}")
+            if nickname is not None and len(nickname) > 32:
+                problems.setdefault("nickname", []).append("at most 32 characters")
+            seen_numbers.setdefault(employee_no, number)
+            seen_phones.setdefault(phone, number)
+            if problems:
+                errors.append({"row": number, "errors": problems})
+                continue
+            rows.append({"employee_no": employee_no, "name": name, "phone": phone,
+                         "department_id": departments[department_code], "nickname": nickname})
+        return rows, errors
+
+    def list_roster(self, principal: Principal, institution_id: int, after_id: int, limit: int):
+        with self.db.uow() as uow:
+            self._institution(uow, principal, institution_id)
+            rows = uow.session.scalars(
+                select(RosterEntry)
+                .where(RosterEntry.institution_id == institution_id, RosterEntry.id > after_id)
+                .order_by(RosterEntry.id)
+                .limit(limit)
+            )
+            return [
+                {"id": r.id, "employee_no": r.employee_no, "name": r.name, "phone": r.phone,
+                 "department_id": r.department_id, "nickname": r.nickname, "bound": r.user_id is not None}
+                for r in rows
+            ]
+
+    def create_invite(self, principal: Principal, institution_id: int, employee_no: str) -> dict[str, Any]:
+        code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(10))
+        with self.db.uow() as uow:
+            self._institution(uow, principal, institution_id)
+            entry = uow.session.scalars(
+                select(RosterEntry).where(
+                    RosterEntry.institution_id == institution_id, RosterEntry.employee_no == employee_no
+                )
+            ).one_or_none()
+            if entry is None:
+                raise ApiError(404, "roster_entry_not_found", "名册中没有该工号", errors={"employee_no": ["not found"]})
+            if entry.user_id is not None:
+                raise ApiError(409, "roster_entry_taken", "该员工已绑定微信账号")
+            expires_at = clock.now() + INVITE_TTL
+            uow.session.add(Invite(code_hash=token_hash(code), roster_entry_id=entry.id,
+                                   created_by=principal.subject, expires_at=expires_at))
+            uow.commit()
+            return {"invite_code": code, "employee_no": employee_no, "expires_at": expires_at}
+
+    # -- devices -------------------------------------------------------------------------------------------
+
+    def create_device(self, principal: Principal, issuer: TokenIssuer, kind: str, institution_id: int, name: str):
+        """Register a device; its credential is in this response only and is never stored in clear."""
+        with self.db.uow() as uow:
+            self._institution(uow, principal, institution_id)
+            device = Device(kind=kind, institution_id=institution_id, name=name, created_by=principal.subject)
+            uow.session.add(device)
+            uow.session.flush()
+            result = device_view(device)
+            if kind == "operator":
+                device.key_id = new_operator_key_id(institution_id, device.id)
+                result["key_id"] = device.key_id
+                result["secret"] = derive_operator_secret(self.settings.operator_key_secret, device.key_id)
+            else:
+                token, expires = issuer.issue(
+                    f"device:{device.id}", "device", self.settings.device_token_ttl,
+                    did=device.id, roles=[kind], inst=institution_id,
+                )
+                result["token"] = token
+                result["expires_at"] = expires
+            uow.commit()
+            return result
+
+    def list_devices(self, principal: Principal, institution_id: int) -> list[dict[str, Any]]:
+        with self.db.uow() as uow:
+            self._institution(uow, principal, institution_id)
+            rows = uow.session.scalars(
+                select(Device).where(Device.institution_id == institution_id).order_by(Device.id)
+            )
+            return [device_view(r) for r in rows]
+
+    def revoke_device(self, principal: Principal, device_id: int) -> None:
+        """Revoke at once: the Redis revocation set first (fail closed), then the record of it."""
+        with self.db.uow() as uow:
+            device = uow.session.get(Device, device_id)
+            if device is None or not principal.can_access_institution(device.institution_id):
+                raise ApiError(404, "device_not_found", "设备不存在")
+            try:
+                self.redis.sadd(REVOKED_DEVICES_KEY, str(device.id))
+            except RedisError as exc:
+                raise ApiError(503, "service_unavailable", "暂时无法撤销设备，请稍后再试") from exc
+            device.revoked_at = device.revoked_at or clock.now()
+            uow.commit()
+
+    def republish_revocations(self) -> int:
+        """Re-assert every revoked device in Redis (after a Redis restart that lost the set)."""
+        with self.db.uow() as uow:
+            ids = [str(i) for i in uow.session.scalars(select(Device.id).where(Device.revoked_at.is_not(None)))]
+        if ids:
+            self.redis.sadd(REVOKED_DEVICES_KEY, *ids)
+        return len(ids)
+
+    # -- admins --------------------------------------------------------------------------------------------
+
+    def create_admin(self, principal: Principal | None, username: str, password: str,
+                     institution_id: int | None, role: str = "admin") -> dict[str, Any]:
+        """Create an admin account; ``principal`` is None only for the CLI and the demo seed."""
+        if role not in ("admin", "province_admin"):
+            raise ApiError(422, "validation_error", "角色无效", errors={"role": ["admin or province_admin"]})
+        if principal is not None and role == "province_admin" and not principal.is_province_admin:
+            raise ApiError(403, "forbidden_role", "只有省级管理员可以创建省级管理员")
+        if role == "admin" and institution_id is None:
+            raise ApiError(422, "validation_error", "单位管理员必须指定单位", errors={"institution_id": ["required"]})
+        if role == "province_admin":
+            institution_id = None
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise ApiError(422, "validation_error", f"密码至少 {MIN_PASSWORD_LENGTH} 位",
+                           errors={"password": [f"at least {MIN_PASSWORD_LENGTH} characters"]})
+        password_hash = passwords.hash(password)
+        with self.db.uow() as uow:
+            if institution_id is not None:
+                if principal is not None:
+                    self._institution(uow, principal, institution_id)
+                elif uow.session.get(Institution, institution_id) is None:
+                    raise ApiError(404, "institution_not_found", "单位不存在")
+            row = Admin(username=username, password_hash=password_hash, role=role, institution_id=institution_id)
+            uow.session.add(row)
+            try:
+                uow.commit()
+            except IntegrityError as exc:
+                raise ApiError(409, "username_taken", "用户名已存在", errors={"username": ["taken"]}) from exc
+            return admin_account_view(row)
+
+    def count_institutions(self) -> int:
+        with self.db.uow() as uow:
+            return uow.session.scalar(select(func.count(Institution.id))) or 0

@@ -1,0 +1,3 @@
+"""The gateway's event handlers, one registry (it consumes none yet)."""
+
+HANDLERS: dict = {}

@@ -1,0 +1,84 @@
+"""The gateway's signing keys: create, rotate, retire, publish as a JWKS."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from services.gateway.models import SigningKeyRecord
+from shared import clock
+from shared.auth.tokens import SigningKey
+from shared.db import Database
+from shared.errors import ApiError
+
+# Verifiers cache the JWKS for LVBAO_JWKS_CACHE_SECONDS (60 by default); publish a new key well before use.
+DEFAULT_PUBLISH_LEAD_SECONDS = 120
+
+
+class KeyRing:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def jwks(self) -> dict[str, Any]:
+        with self.db.uow() as uow:
+            rows = uow.session.scalars(
+                select(SigningKeyRecord)
+                .where(SigningKeyRecord.retired_at.is_(None))
+                .order_by(SigningKeyRecord.created_at.desc())
+            ).all()
+            return {"keys": [row.public_jwk for row in rows]}
+
+    def signing_key(self) -> SigningKey:
+        """The newest active unretired key; the first call on an empty database creates one."""
+        with self.db.uow() as uow:
+            row = uow.session.scalars(
+                select(SigningKeyRecord)
+                .where(SigningKeyRecord.retired_at.is_(None), SigningKeyRecord.activates_at <= clock.now())
+                .order_by(SigningKeyRecord.activates_at.desc(), SigningKeyRecord.kid.desc())
+                .limit(1)
+            ).first()
+            if row is not None:
+                return SigningKey(row.kid, row.private_pem, row.public_jwk)
+        return self.rotate(lead_seconds=0)
+
+    def rotate(self, lead_seconds: int = DEFAULT_PUBLISH_LEAD_SECONDS) -> SigningKey:
+        """Add a key: published in the JWKS at once, signing after ``lead_seconds`` (longer than verifiers
+        cache the JWKS, so none of them meets a token signed with a key it has not fetched yet). Older keys
+        keep verifying until retired."""
+        key = SigningKey.generate()
+        with self.db.uow() as uow:
+            uow.session.add(
+                SigningKeyRecord(
+                    kid=key.kid,
+                    private_pem=key.private_pem,
+                    public_jwk=key.public_jwk,
+                    activates_at=clock.now() + timedelta(seconds=lead_seconds),
+                )
+            )
+            uow.commit()
+        return key
+
+    def retire(self, kid: str) -> None:
+        """Stop publishing ``kid``: tokens it signed stop verifying once verifiers refresh their JWKS."""
+        with self.db.uow() as uow:
+            row = uow.session.get(SigningKeyRecord, kid)
+            if row is None:
+                raise ApiError(404, "key_not_found", "签名密钥不存在")
+            active = uow.session.scalars(
+                select(SigningKeyRecord.kid).where(SigningKeyRecord.retired_at.is_(None))
+            ).all()
+            if row.retired_at is None and len(active) == 1:
+                raise ApiError(409, "last_key", "不能停用唯一的签名密钥，请先轮换")
+            row.retired_at = row.retired_at or clock.now()
+            uow.commit()
+
+    def list(self) -> list[dict[str, Any]]:
+        with self.db.uow() as uow:
+            rows = uow.session.scalars(select(SigningKeyRecord).order_by(SigningKeyRecord.created_at)).all()
+            return [
+                {"kid": r.kid, "created_at": r.created_at.isoformat(), "activates_at": r.activates_at.isoformat(),
+                 "retired_at": r.retired_at.isoformat() if r.retired_at else None}
+                for r in rows
+            ]

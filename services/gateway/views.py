@@ -1,0 +1,265 @@
+"""The gateway's HTTP API (``/api/auth``): sign-in for employees and admins, and administration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from services.gateway.admin_service import AdminService
+from services.gateway.schemas import (
+    AdminAccountSchema,
+    AdminCreateSchema,
+    AdminLoginSchema,
+    BindSchema,
+    DepartmentCreateSchema,
+    DepartmentListSchema,
+    DepartmentSchema,
+    DeviceCreateSchema,
+    DeviceCredentialSchema,
+    DeviceListArgsSchema,
+    DeviceListSchema,
+    InstitutionCreateSchema,
+    InstitutionPageSchema,
+    InstitutionSchema,
+    InviteCreateSchema,
+    InviteSchema,
+    JwksSchema,
+    LogoutSchema,
+    PageArgsSchema,
+    RefreshSchema,
+    RosterImportResultSchema,
+    RosterPageSchema,
+    TokenPairSchema,
+    UserSchema,
+    WeChatLoginSchema,
+)
+from services.gateway.service import AuthService
+from shared.auth import current_principal, require_auth
+from shared.errors import ApiError
+from shared.schemas import decode_cursor, encode_cursor
+
+auth_blp = Blueprint("auth", __name__, description="Sign-in, tokens and the caller's identity")
+admin_blp = Blueprint("admin", __name__, description="Institutions, roster, invites, devices and admins")
+
+ADMINS = ("admin", "province_admin")
+
+
+def auth_service() -> AuthService:
+    return current_app.extensions["lvbao"].extra["auth"]
+
+
+def admin_service() -> AdminService:
+    return current_app.extensions["lvbao"].extra["admin"]
+
+
+def page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    next_cursor = encode_cursor({"after": items[-1]["id"]}) if len(items) == limit else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def after_id(cursor: str | None) -> int:
+    value = (decode_cursor(cursor) or {}).get("after", 0)
+    if not isinstance(value, int):
+        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["invalid cursor"]})
+    return value
+
+
+# -- sign-in ---------------------------------------------------------------------------------------------------
+
+
+@auth_blp.route("/wechat/login")
+class WeChatLogin(MethodView):
+    @auth_blp.arguments(WeChatLoginSchema)
+    @auth_blp.response(200, TokenPairSchema)
+    def post(self, data):
+        """Sign in with a wx.login code."""
+        return auth_service().login_with_wechat(data["code"])
+
+
+@auth_blp.route("/bind")
+class Bind(MethodView):
+    @require_auth("employee")
+    @auth_blp.arguments(BindSchema)
+    @auth_blp.response(200, UserSchema)
+    def post(self, data):
+        """Bind the WeChat user to their roster entry by phone code or invite code; then refresh the tokens."""
+        return auth_service().bind(
+            current_principal().user_id, phone_code=data.get("phone_code"), invite_code=data.get("invite_code")
+        )
+
+
+@auth_blp.route("/refresh")
+class Refresh(MethodView):
+    @auth_blp.arguments(RefreshSchema)
+    @auth_blp.response(200, TokenPairSchema)
+    def post(self, data):
+        """Spend a refresh token for a new pair (rotation; a reused token revokes its family)."""
+        return auth_service().refresh(data["refresh_token"])
+
+
+@auth_blp.route("/logout")
+class Logout(MethodView):
+    @require_auth()
+    @auth_blp.arguments(LogoutSchema)
+    @auth_blp.response(204)
+    def post(self, data):
+        """Revoke the refresh token's family (or all of the caller's when none is given)."""
+        auth_service().logout(current_principal().subject, data.get("refresh_token"))
+
+
+@auth_blp.route("/me")
+class Me(MethodView):
+    @require_auth("employee", *ADMINS)
+    @auth_blp.response(200, UserSchema)
+    def get(self):
+        """The signed-in employee or admin."""
+        return auth_service().me(current_principal().subject)
+
+
+@auth_blp.route("/jwks.json")
+class Jwks(MethodView):
+    @auth_blp.response(200, JwksSchema)
+    def get(self):
+        """Public keys that verify the gateway's tokens."""
+        return auth_service().keys.jwks(), 200, {"Cache-Control": "public, max-age=60"}
+
+
+@auth_blp.route("/admin/login")
+class AdminLogin(MethodView):
+    @auth_blp.arguments(AdminLoginSchema)
+    @auth_blp.response(200, TokenPairSchema)
+    def post(self, data):
+        """Admin console sign-in."""
+        return auth_service().admin_login(data["username"], data["password"])
+
+
+# -- administration --------------------------------------------------------------------------------------------
+
+
+@admin_blp.route("/institutions")
+class Institutions(MethodView):
+    @require_auth(*ADMINS)
+    @admin_blp.arguments(PageArgsSchema, location="query")
+    @admin_blp.response(200, InstitutionPageSchema)
+    def get(self, args):
+        """Institutions the caller administers (all, for the province admin)."""
+        items = admin_service().list_institutions(current_principal(), after_id(args["cursor"]), args["limit"])
+        return page(items, args["limit"])
+
+    @require_auth("province_admin")
+    @admin_blp.arguments(InstitutionCreateSchema)
+    @admin_blp.response(201, InstitutionSchema)
+    def post(self, data):
+        """Add an institution (province admin)."""
+        return admin_service().create_institution(data["name"], data["code"])
+
+
+@admin_blp.route("/institutions/<int:institution_id>")
+class InstitutionItem(MethodView):
+    @require_auth(*ADMINS)
+    @admin_blp.response(200, InstitutionSchema)
+    def get(self, institution_id):
+        """One institution."""
+        return admin_service().get_institution(current_principal(), institution_id)
+
+
+@admin_blp.route("/institutions/<int:institution_id>/departments")
+class Departments(MethodView):
+    @require_auth(*ADMINS)
+    @admin_blp.response(200, DepartmentListSchema)
+    def get(self, institution_id):
+        """The institution's departments."""
+        return {"items": admin_service().list_departments(current_principal(), institution_id), "next_cursor": None}
+
+    @require_auth(*ADMINS)
+    @admin_blp.arguments(DepartmentCreateSchema)
+    @admin_blp.response(201, DepartmentSchema)
+    def post(self, data, institution_id):
+        """Add a department."""
+        return admin_service().create_department(current_principal(), institution_id, data["name"], data["code"])
+
+
+ROSTER_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+        "description": "Columns employee_no,name,phone,department_code[,nickname]; UTF-8 or GB18030.",
+    }
+}
+
+
+@admin_blp.route("/institutions/<int:institution_id>/roster")
+class Roster(MethodView):
+    @require_auth(*ADMINS)
+    @admin_blp.arguments(PageArgsSchema, location="query")
+    @admin_blp.response(200, RosterPageSchema)
+    def get(self, args, institution_id):
+        """The institution's roster."""
+        items = admin_service().list_roster(
+            current_principal(), institution_id, after_id(args["cursor"]), args["limit"]
+        )
+        return page(items, args["limit"])
+
+    @require_auth(*ADMINS)
+    @admin_blp.doc(**ROSTER_BODY_DOC)
+    @admin_blp.response(200, RosterImportResultSchema)
+    def post(self, institution_id):
+        """Import a roster CSV: all rows or none; a bad row is named (422, errors by spreadsheet row)."""
+        if request.mimetype not in ("text/csv", "text/plain", "application/csv"):
+            raise ApiError(415, "unsupported_media_type", "请以 text/csv 上传名册")
+        return admin_service().import_roster(current_principal(), institution_id, request.get_data())
+
+
+@admin_blp.route("/institutions/<int:institution_id>/invites")
+class Invites(MethodView):
+    @require_auth(*ADMINS)
+    @admin_blp.arguments(InviteCreateSchema)
+    @admin_blp.response(201, InviteSchema)
+    def post(self, data, institution_id):
+        """An invite code for one roster entry (single use, 14 days)."""
+        return admin_service().create_invite(current_principal(), institution_id, data["employee_no"])
+
+
+@admin_blp.route("/devices")
+class Devices(MethodView):
+    @require_auth(*ADMINS)
+    @admin_blp.arguments(DeviceListArgsSchema, location="query")
+    @admin_blp.response(200, DeviceListSchema)
+    def get(self, args):
+        """The institution's devices (credentials are never shown again)."""
+        return {"items": admin_service().list_devices(current_principal(), args["institution_id"]),
+                "next_cursor": None}
+
+    @require_auth(*ADMINS)
+    @admin_blp.arguments(DeviceCreateSchema)
+    @admin_blp.response(201, DeviceCredentialSchema)
+    def post(self, data):
+        """Register a station, screen or charging operator; the credential is shown once."""
+        issuer = auth_service().issuer()
+        return admin_service().create_device(
+            current_principal(), issuer, data["kind"], data["institution_id"], data["name"]
+        )
+
+
+@admin_blp.route("/devices/<int:device_id>")
+class DeviceItem(MethodView):
+    @require_auth(*ADMINS)
+    @admin_blp.response(204)
+    def delete(self, device_id):
+        """Revoke a device: its next request fails."""
+        admin_service().revoke_device(current_principal(), device_id)
+
+
+@admin_blp.route("/admins")
+class Admins(MethodView):
+    @require_auth(*ADMINS)
+    @admin_blp.arguments(AdminCreateSchema)
+    @admin_blp.response(201, AdminAccountSchema)
+    def post(self, data):
+        """Create an admin of an institution (or, by the province admin, another province admin)."""
+        return admin_service().create_admin(
+            current_principal(), data["username"], data["password"], data["institution_id"], data["role"]
+        )

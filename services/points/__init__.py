@@ -1,0 +1,1 @@
+"""Points: rule tables, the ledger, balances and leaderboards."""

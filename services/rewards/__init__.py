@@ -1,0 +1,1 @@
+"""Rewards: the catalog, stock, redemptions and pickup codes."""

@@ -1,0 +1,4 @@
+"""The rewards service's configuration constants (settings come from shared.config)."""
+
+SCHEMA = "rewards"
+SERVICE = "rewards"

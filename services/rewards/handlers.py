@@ -1,0 +1,3 @@
+"""The rewards service's event handlers, one registry (none yet)."""
+
+HANDLERS: dict = {}

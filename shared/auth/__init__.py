@@ -1,0 +1,25 @@
+"""Tokens and the checks every endpoint makes: who is calling, in which role, for which institution."""
+
+from shared.auth.guards import Principal, current_principal, require_auth
+from shared.auth.tokens import (
+    ALGORITHM,
+    InvalidToken,
+    JwksKeySource,
+    SigningKey,
+    StaticKeySource,
+    TokenIssuer,
+    TokenVerifier,
+)
+
+__all__ = [
+    "ALGORITHM",
+    "InvalidToken",
+    "JwksKeySource",
+    "Principal",
+    "SigningKey",
+    "StaticKeySource",
+    "TokenIssuer",
+    "TokenVerifier",
+    "current_principal",
+    "require_auth",
+]

@@ -1,0 +1,75 @@
+"""Events exchanged between services through the outbox and RQ queues, and who consumes each.
+
+Events are facts in the past tense. They travel as JSON: ``{"event_id", "type", "occurred_at", "data"}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from shared import clock
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    occurred_at: datetime = field(default_factory=clock.now)
+
+    registry: ClassVar[dict[str, type[Event]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Event.registry[cls.__name__] = cls
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+    def data(self) -> dict[str, Any]:
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("event_id", "occurred_at")
+        }
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "type": self.type,
+            "occurred_at": self.occurred_at.isoformat(),
+            "data": self.data(),
+        }
+
+    @staticmethod
+    def from_message(message: dict[str, Any]) -> Event:
+        cls = Event.registry.get(message.get("type", ""))
+        if cls is None:
+            raise ValueError(f"unknown event type {message.get('type')!r}")
+        return cls(
+            event_id=message["event_id"],
+            occurred_at=datetime.fromisoformat(message["occurred_at"]),
+            **message["data"],
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmployeeBound(Event):
+    """A WeChat user was bound to a roster entry: services that rank or serve employees learn who they are."""
+
+    user_id: int
+    institution_id: int
+    department_id: int | None
+    employee_no: str
+    nickname: str
+
+
+# Which services consume each event type. The producer's outbox writes one row per consumer.
+SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
+    "EmployeeBound": ("points",),
+}
+
+
+def consumers_of(event: Event) -> tuple[str, ...]:
+    return SUBSCRIPTIONS.get(event.type, ())

@@ -1,0 +1,150 @@
+"""Idempotency-Key handling with the contract's semantics.
+
+Same key and same body: the first response is replayed. Same key, different body: 422
+``idempotency_key_reused``. While the first request is still running: 409 ``idempotency_key_in_use``. A key
+is scoped to the caller. Responses below 500 are kept; a 5xx or a crash frees the key so the client can retry.
+A claim left behind by a crashed process is taken over after ``STALE_AFTER``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from flask import Response, current_app, g, make_response, request
+from flask_smorest import Blueprint
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from shared import clock
+from shared.errors import ApiError, error_response
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+STALE_AFTER = timedelta(seconds=60)
+
+HEADER_DOC = {
+    "parameters": [
+        {
+            "in": "header",
+            "name": HEADER,
+            "required": True,
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+            "description": "A unique key per intended write; retries send the same key and body.",
+        }
+    ],
+    "responses": {"409": "CONFLICT"},
+}
+
+
+def request_fingerprint(principal: str, method: str, path: str, body: bytes) -> str:
+    try:
+        canonical = json.dumps(json.loads(body or b"null"), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:
+        canonical = body
+    digest = hashlib.sha256()
+    for part in (principal.encode(), method.encode(), path.encode(), canonical):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+class IdempotencyStore:
+    def __init__(self, db, model):
+        self.db = db
+        self.model = model
+
+    def claim(self, principal: str, key: str, fingerprint: str) -> Response | None:
+        """Claim ``key`` for this request; returns the response to send instead when it is not ours to run."""
+        Record = self.model
+        with self.db.uow() as uow:
+            uow.session.add(Record(principal=principal, key=key, fingerprint=fingerprint, state="in_progress"))
+            try:
+                uow.commit()
+                return None
+            except IntegrityError:
+                uow.rollback()
+            record = uow.session.scalars(
+                select(Record).where(Record.principal == principal, Record.key == key)
+            ).one_or_none()
+            if record is None:  # freed between our insert and our read: the client may simply retry
+                raise ApiError(409, "idempotency_key_in_use", "相同的请求正在处理中，请稍后重试")
+            if record.fingerprint != fingerprint:
+                raise ApiError(
+                    422,
+                    "idempotency_key_reused",
+                    "该幂等键已用于另一个请求",
+                    errors={HEADER: ["same key, different request"]},
+                )
+            if record.state == "done":
+                response = current_app.response_class(
+                    record.response_body, status=record.response_status, mimetype="application/json"
+                )
+                response.headers["Idempotent-Replayed"] = "true"
+                return response
+            now = clock.now()
+            if clock.as_utc(record.locked_at) + STALE_AFTER > now:
+                raise ApiError(409, "idempotency_key_in_use", "相同的请求正在处理中，请稍后重试")
+            taken = uow.session.execute(
+                update(Record)
+                .where(Record.id == record.id, Record.locked_at == record.locked_at, Record.state == "in_progress")
+                .values(locked_at=now)
+            ).rowcount
+            uow.commit()
+            if not taken:
+                raise ApiError(409, "idempotency_key_in_use", "相同的请求正在处理中，请稍后重试")
+            return None
+
+    def complete(self, principal: str, key: str, response: Response) -> None:
+        Record = self.model
+        with self.db.uow() as uow:
+            uow.session.execute(
+                update(Record)
+                .where(Record.principal == principal, Record.key == key)
+                .values(state="done", response_status=response.status_code, response_body=response.get_data(True))
+            )
+            uow.commit()
+
+    def release(self, principal: str, key: str) -> None:
+        Record = self.model
+        with self.db.uow() as uow:
+            uow.session.execute(delete(Record).where(Record.principal == principal, Record.key == key))
+            uow.commit()
+
+
+def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Make a write view honour ``Idempotency-Key`` (required). Put it below ``require_auth``."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = request.headers.get(HEADER, "").strip()
+        if not key:
+            raise ApiError(400, "idempotency_key_required", "缺少 Idempotency-Key 请求头",
+                           errors={HEADER: ["required"]})
+        if len(key) > MAX_KEY_LENGTH:
+            raise ApiError(400, "idempotency_key_invalid", "Idempotency-Key 过长",
+                           errors={HEADER: [f"at most {MAX_KEY_LENGTH} characters"]})
+        principal = g.principal.subject if g.get("principal") else f"anon:{request.remote_addr}"
+        store = IdempotencyStore(current_app.extensions["lvbao"].db, current_app.extensions["lvbao"].models.idempotency)
+        fingerprint = request_fingerprint(principal, request.method, request.path, request.get_data())
+        replay = store.claim(principal, key, fingerprint)
+        if replay is not None:
+            return replay
+        try:
+            response = make_response(view(*args, **kwargs))
+        except ApiError as exc:
+            response = error_response(exc)
+        except BaseException:
+            store.release(principal, key)
+            raise
+        if response.status_code >= 500:
+            store.release(principal, key)
+        else:
+            store.complete(principal, key, response)
+        return response
+
+    return Blueprint.doc(**HEADER_DOC)(wrapper)

@@ -1,0 +1,145 @@
+"""The transactional outbox and its relay to RQ queues.
+
+A use case calls :func:`record_event` inside its unit of work, so the event is stored if and only if the
+change that caused it is. The relay reads unpublished rows, enqueues them (one job per batch and queue) and
+marks them published. A crash between enqueue and mark re-sends the batch: delivery is at-least-once and
+consumers are idempotent (see :mod:`shared.consumer`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, Retry
+from rq.serializers import JSONSerializer
+from sqlalchemy import select
+
+from shared import clock
+from shared.db import Database, UnitOfWork
+from shared.events import Event, consumers_of
+from shared.infra_models import InfraModels
+from shared.metrics import EVENTS_RELAYED
+
+log = logging.getLogger("lvbao.outbox")
+
+# Retry intervals for a failed consumer job (seconds); the worker runs RQ's scheduler to honour them.
+RETRY_INTERVALS = [1, 5, 30, 120, 600]
+
+
+def handler_path(service: str) -> str:
+    """The job function every service exposes for its queue."""
+    return f"services.{service}.tasks.handle_events"
+
+
+def queue_for(service: str, redis: Redis) -> Queue:
+    return Queue(service, connection=redis, serializer=JSONSerializer)
+
+
+def record_event(uow: UnitOfWork, models: InfraModels, event: Event) -> None:
+    """Store ``event`` in the outbox, one row per consuming service, in the caller's transaction."""
+    message = event.to_message()
+    for destination in consumers_of(event):
+        uow.session.add(
+            models.outbox(
+                event_id=event.event_id, event_type=event.type, destination=destination, message=message
+            )
+        )
+
+
+class OutboxRelay:
+    """Moves one service's outbox rows to their consumers' queues."""
+
+    def __init__(self, service: str, db: Database, models: InfraModels, redis: Redis, batch_size: int = 200):
+        self.service = service
+        self.db = db
+        self.models = models
+        self.redis = redis
+        self.batch_size = batch_size
+
+    def relay_once(self) -> int:
+        """Relay one batch; returns how many rows were published. Raises RedisError when Redis is down."""
+        Outbox = self.models.outbox
+        with self.db.uow() as uow:
+            rows = uow.session.scalars(
+                select(Outbox)
+                .where(Outbox.published_at.is_(None))
+                .order_by(Outbox.id)
+                .limit(self.batch_size)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not rows:
+                return 0
+            by_destination: dict[str, list] = defaultdict(list)
+            for row in rows:
+                by_destination[row.destination].append(row)
+            published = 0
+            try:
+                for destination, batch in by_destination.items():
+                    queue_for(destination, self.redis).enqueue(
+                        handler_path(destination),
+                        [row.message for row in batch],
+                        retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
+                        result_ttl=300,
+                        failure_ttl=30 * 24 * 3600,
+                        description=f"{len(batch)} event(s) from {self.service}",
+                    )
+                    stamp = clock.now()
+                    for row in batch:
+                        row.published_at = stamp
+                        row.attempts += 1
+                    published += len(batch)
+                    EVENTS_RELAYED.labels(self.service, destination).inc(len(batch))
+            except RedisError:
+                # Keep what did reach a queue; the rest stays unpublished and is retried.
+                uow.commit()
+                raise
+            uow.commit()
+            return published
+
+    def backlog(self) -> int:
+        Outbox = self.models.outbox
+        with self.db.uow() as uow:
+            return len(uow.session.scalars(select(Outbox.id).where(Outbox.published_at.is_(None))).all())
+
+
+def run_relays(
+    relays: list[OutboxRelay],
+    *,
+    poll_interval: float = 0.1,
+    max_backoff: float = 10.0,
+    should_stop: Callable[[], bool] = lambda: False,
+    periodic: list[tuple[float, Callable[[], object]]] = (),
+) -> None:
+    """Relay until ``should_stop``: drain while there is work, poll when idle, back off on Redis errors.
+
+    ``periodic`` holds (interval seconds, callable) pairs run between batches, e.g. re-asserting revocations.
+    """
+    backoff = poll_interval
+    next_run = [0.0 for _ in periodic]
+    while not should_stop():
+        for i, (interval, task) in enumerate(periodic):
+            if time.monotonic() >= next_run[i]:
+                try:
+                    task()
+                    next_run[i] = time.monotonic() + interval
+                except Exception as exc:  # noqa: BLE001 - a periodic chore must not stop the relay
+                    log.warning("periodic task failed", extra={"task": getattr(task, "__name__", "?"),
+                                                               "error": str(exc)})
+                    next_run[i] = time.monotonic() + min(interval, max_backoff)
+        moved = 0
+        try:
+            for relay in relays:
+                moved += relay.relay_once()
+            backoff = poll_interval
+        except RedisError as exc:
+            log.warning("redis unavailable, outbox kept", extra={"error": str(exc), "retry_in": backoff})
+            time.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff)
+            continue
+        if not moved:
+            time.sleep(poll_interval)

@@ -1,0 +1,86 @@
+"""Schema pieces every service uses: health payloads, pagination, Chinese validation messages."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from shared.errors import ApiError
+
+_translated = False
+
+
+def translate_validation_messages() -> None:
+    """Field errors in Chinese: the mini-program shows them to people as they are."""
+    global _translated
+    if _translated:
+        return
+    fields.Field.default_error_messages.update(
+        {"required": "缺少必填字段", "null": "不能为空", "validator_failed": "取值无效"}
+    )
+    fields.String.default_error_messages.update({"invalid": "应为字符串", "invalid_utf8": "不是有效的 UTF-8 字符串"})
+    fields.Integer.default_error_messages.update({"invalid": "应为整数", "too_large": "数值过大"})
+    fields.Number.default_error_messages.update({"invalid": "应为数字", "too_large": "数值过大"})
+    fields.Boolean.default_error_messages.update({"invalid": "应为布尔值"})
+    fields.DateTime.default_error_messages.update({"invalid": "时间格式无效，应为 RFC 3339"})
+    fields.Email.default_error_messages.update({"invalid": "邮箱格式无效"})
+    ma.Schema._default_error_messages = {"unknown": "不支持的字段", "type": "请求体应为 JSON 对象"}
+    validate.Length.message_min = "长度至少为 {min}"
+    validate.Length.message_max = "长度不能超过 {max}"
+    validate.Length.message_all = "长度应在 {min} 到 {max} 之间"
+    validate.Length.message_equal = "长度应为 {equal}"
+    validate.Range.message_min = "应{min_op} {{min}}"
+    validate.Range.message_max = "应{max_op} {{max}}"
+    validate.Range.message_all = "应{min_op} {{min}} 且{max_op} {{max}}"
+    validate.Range.message_gte = "不小于"
+    validate.Range.message_gt = "大于"
+    validate.Range.message_lte = "不大于"
+    validate.Range.message_lt = "小于"
+    validate.OneOf.default_message = "应为以下之一：{choices}"
+    validate.Regexp.default_message = "格式无效"
+    _translated = True
+
+
+# Validators format their messages when they are built (at import of each schema module), so translate now.
+translate_validation_messages()
+
+
+class HealthSchema(ma.Schema):
+    status = fields.String(required=True)
+    service = fields.String(required=True)
+
+
+class PageArgsSchema(ma.Schema):
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=200))
+
+
+def encode_cursor(value: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except ValueError as exc:
+        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["invalid cursor"]}) from exc
+    if not isinstance(value, dict):
+        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["invalid cursor"]})
+    return value
+
+
+class PrincipalSchema(ma.Schema):
+    service = fields.String(required=True)
+    subject = fields.String(required=True)
+    token_type = fields.String(required=True)
+    roles = fields.List(fields.String(), required=True)
+    institution_id = fields.Integer(allow_none=True)
+    department_id = fields.Integer(allow_none=True)
+    bound = fields.Boolean(required=True)

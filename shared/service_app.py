@@ -1,0 +1,189 @@
+"""What every service app is made of: config, database, Redis, token verifier, errors, logs, metrics, OpenAPI."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from flask import Flask, current_app, g, request
+from flask.views import MethodView
+from flask_smorest import Api, Blueprint
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from shared.auth.guards import current_principal, require_auth
+from shared.auth.tokens import JwksKeySource, KeySource, TokenVerifier
+from shared.config import Settings
+from shared.db import Database
+from shared.errors import ApiError, ErrorSchema, error_response, from_http_exception, register_error_handlers
+from shared.infra_models import InfraModels
+from shared.logs import configure_logging
+from shared.metrics import init_metrics
+from shared.schemas import HealthSchema, PrincipalSchema, translate_validation_messages
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+
+
+@dataclass
+class ServiceContext:
+    """The per-app objects views and use cases reach through ``current_app.extensions["lvbao"]``."""
+
+    name: str
+    settings: Settings
+    db: Database
+    redis: redis.Redis
+    verifier: TokenVerifier
+    models: InfraModels
+    extra: dict[str, Any]
+
+
+def current_service() -> ServiceContext:
+    return current_app.extensions["lvbao"]
+
+
+class LvbaoApi(Api):
+    """flask-smorest's Api answering every HTTP error in the contract's shape."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException):
+        return error_response(from_http_exception(error))
+
+
+def make_redis(settings: Settings) -> redis.Redis:
+    if not settings.redis_url:
+        raise RuntimeError("LVBAO_REDIS_URL is not set (make run starts an embedded Redis and sets it)")
+    return redis.Redis.from_url(
+        settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
+    )
+
+
+def create_service_app(
+    name: str,
+    *,
+    settings: Settings,
+    db: Database,
+    models: InfraModels,
+    blueprints: Iterable[Blueprint],
+    description: str,
+    key_source: KeySource | None = None,
+    redis_client: redis.Redis | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Flask:
+    configure_logging(settings.log_level, settings.log_json)
+    translate_validation_messages()
+    app = Flask(f"lvbao.{name}")
+    app.config.update(
+        TESTING=settings.testing,
+        JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        API_TITLE=f"lvbao {name}",
+        API_VERSION="1.0.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={
+            "info": {"description": description},
+            "servers": [{"url": f"/api/{name}"}],
+            "components": {
+                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+            },
+        },
+    )
+    app.json.ensure_ascii = False
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)  # type: ignore[method-assign]
+    verifier = TokenVerifier(
+        key_source or JwksKeySource(settings.jwks_url, cache_seconds=settings.jwks_cache_seconds),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    app.extensions["lvbao"] = ServiceContext(
+        name=name,
+        settings=settings,
+        db=db,
+        redis=redis_client or make_redis(settings),
+        verifier=verifier,
+        models=models,
+        extra=extra or {},
+    )
+
+    @app.before_request
+    def _request_id() -> None:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def _echo_request_id(response):
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+        return response
+
+    api = LvbaoApi(app)
+    register_error_handlers(app)
+    init_metrics(app, name)
+    api.register_blueprint(_health_blueprint())
+    api.register_blueprint(_whoami_blueprint())
+    for blueprint in blueprints:
+        api.register_blueprint(blueprint)
+    app.extensions["lvbao_api"] = api
+    return app
+
+
+def _health_blueprint() -> Blueprint:
+    blp = Blueprint("health", __name__, description="Liveness and readiness")
+
+    @blp.route("/healthz")
+    class Healthz(MethodView):
+        @blp.response(200, HealthSchema)
+        def get(self):
+            """The process is up."""
+            return {"status": "ok", "service": current_service().name}
+
+    @blp.route("/readyz")
+    class Readyz(MethodView):
+        @blp.response(200, HealthSchema)
+        @blp.alt_response(503, schema=ErrorSchema, description="A dependency is unreachable")
+        def get(self):
+            """The database and Redis answer."""
+            ctx = current_service()
+            problems = {}
+            try:
+                ctx.db.ping()
+            except Exception as exc:  # noqa: BLE001 - report any failure as not ready
+                problems["database"] = [type(exc).__name__]
+            try:
+                ctx.redis.ping()
+            except Exception as exc:  # noqa: BLE001
+                problems["redis"] = [type(exc).__name__]
+            if problems:
+                raise ApiError(503, "not_ready", "服务依赖不可用", errors=problems)
+            return {"status": "ready", "service": ctx.name}
+
+    return blp
+
+
+def _whoami_blueprint() -> Blueprint:
+    blp = Blueprint("whoami", __name__, description="The caller as this service sees it")
+
+    @blp.route("/whoami")
+    class WhoAmI(MethodView):
+        @require_auth()
+        @blp.response(200, PrincipalSchema)
+        def get(self):
+            """Who the bearer token says the caller is (any valid user or device token)."""
+            p = current_principal()
+            return {
+                "service": current_service().name,
+                "subject": p.subject,
+                "token_type": p.token_type,
+                "roles": sorted(p.roles),
+                "institution_id": p.institution_id,
+                "department_id": p.department_id,
+                "bound": p.bound,
+            }
+
+    return blp

@@ -1,0 +1,259 @@
+"""Test fixtures: real PostgreSQL and Redis when reachable, embedded SQLite and Redis otherwise.
+
+With ``CI`` set, a missing PostgreSQL or Redis fails the run instead of falling back.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import redis as redis_lib
+import requests
+from sqlalchemy import text
+from werkzeug.serving import make_server
+
+from lvbao import registry
+from lvbao.embedded import create_combined_app, free_port
+from shared import clock
+from shared.config import Settings
+from shared.migrations import upgrade
+
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
+
+
+def _reachable(url: str) -> bool:
+    parsed = urlparse(url.replace("+psycopg", ""))
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 0), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _choose_redis_url(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, object | None]:
+    url = os.environ.get("LVBAO_TEST_REDIS_URL", DEFAULT_REDIS)
+    if _reachable(url):
+        return url, None
+    if os.environ.get("CI"):
+        pytest.exit(f"CI: Redis at {url} is not reachable", returncode=3)
+    from lvbao.embedded import EmbeddedRedis
+
+    embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    return embedded.start(), embedded
+
+
+def _choose_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("LVBAO_TEST_DATABASE_URL", DEFAULT_PG)
+    if url.startswith("sqlite"):
+        return url
+    if _reachable(url):
+        return url
+    if os.environ.get("CI"):
+        pytest.exit(f"CI: PostgreSQL at {url} is not reachable", returncode=3)
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'lvbao.db'}"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    url, embedded = _choose_redis_url(tmp_path_factory)
+    yield url
+    if embedded is not None:
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    return _choose_database_url(tmp_path_factory)
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    """A Redis connection on the tests' own database, empty at the start of each test."""
+    client = redis_lib.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+# -- the system under test ----------------------------------------------------------------------------------------
+
+
+# Kept across tests: truncating the signing keys would make every verifier's cached JWKS stale.
+KEEP_TABLES = {"alembic_version", "signing_keys"}
+
+
+@pytest.fixture(scope="session")
+def server_port():
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url, redis_url, server_port) -> Settings:
+    base = f"http://127.0.0.1:{server_port}"
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        jwks_url=f"{base}/api/auth/jwks.json",
+        jwks_cache_seconds=60,
+        wechat_base_url=f"{base}/mock-wechat",
+        wechat_appid="wx-lvbao-test",
+        wechat_secret="test-wechat-secret",
+        operator_key_secret="test-operator-master-key",
+        log_level="WARNING",
+        testing=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def databases(settings):
+    """Each service's database, migrated from scratch once per run."""
+    dbs = {name: registry.database(name, settings) for name in registry.SERVICES}
+    for name, db in dbs.items():
+        if not db.is_sqlite:
+            with db.engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{db.schema}" CASCADE'))
+        upgrade(name, db)
+    yield dbs
+    for db in dbs.values():
+        db.dispose()
+
+
+def _truncate(dbs) -> None:
+    for db in dbs.values():
+        with db.engine.begin() as conn:
+            tables = [t for t in reversed(_tables(db)) if t.name not in KEEP_TABLES]
+            if db.is_sqlite:
+                for table in tables:
+                    conn.execute(table.delete())
+            elif tables:
+                names = ", ".join(f'"{db.schema}"."{t.name}"' for t in tables)
+                conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+def _tables(db):
+    # Each service's schema is named after it.
+    return registry.module(db.schema, "models").Base.metadata.sorted_tables
+
+
+@pytest.fixture
+def clean(databases, redis_client):
+    """Empty tables and Redis before the test; an unfrozen clock after it."""
+    _truncate(databases)
+    yield databases
+    clock.set_time(None)
+
+
+@pytest.fixture(scope="session")
+def combined_app(settings, databases):
+    """Every service and the mock WeChat under their public prefixes (``combined_app.mounts``)."""
+    app = create_combined_app(settings)
+    yield app
+    for mounted in app.mounts.values():
+        ctx = mounted.extensions.get("lvbao")
+        if ctx is not None:
+            ctx.db.dispose()
+            ctx.redis.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(combined_app, server_port):
+    """The whole system served on a loopback port, as `make run` does."""
+    server = make_server("127.0.0.1", server_port, combined_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+class Api:
+    """A thin HTTP client for the live system: ``api.post("/api/auth/...", json=..., token=...)``."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.http = requests.Session()
+
+    def request(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> requests.Response:
+        headers = kwargs.pop("headers", {}) or {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.http.request(method, self.base + path, headers=headers, timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("DELETE", path, **kwargs)
+
+
+@dataclass
+class Pilot:
+    """A seeded institution with departments and a roster, and ways to sign in as its people."""
+
+    api: Api
+    institution_id: int
+    departments: dict[str, int]
+
+    def wechat_login(self, openid: str, nickname: str | None = None) -> dict[str, Any]:
+        code = self.api.post("/mock-wechat/mock/login", json={"openid": openid, "nickname": nickname}).json()["code"]
+        response = self.api.post("/api/auth/wechat/login", json={"code": code})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def bind_by_phone(self, token: str, phone: str) -> requests.Response:
+        phone_code = self.api.post("/mock-wechat/mock/phone-code", json={"phone": phone}).json()["code"]
+        return self.api.post("/api/auth/bind", json={"phone_code": phone_code}, token=token)
+
+    def employee(self, openid: str, phone: str) -> dict[str, Any]:
+        """A bound employee's fresh token pair (bound claims need the refresh after binding)."""
+        pair = self.wechat_login(openid)
+        bound = self.bind_by_phone(pair["access_token"], phone)
+        assert bound.status_code == 200, bound.text
+        refreshed = self.api.post("/api/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+        assert refreshed.status_code == 200, refreshed.text
+        return refreshed.json()
+
+    def admin_login(self, username: str, password: str) -> dict[str, Any]:
+        response = self.api.post("/api/auth/admin/login", json={"username": username, "password": password})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+PROVINCE_PASSWORD = "province-admin-pw-1"
+
+
+@pytest.fixture
+def api(live_server, clean):
+    return Api(live_server)
+
+
+@pytest.fixture
+def pilot(api, settings, databases, redis_client) -> Pilot:
+    """The demo pilot (as `make run` seeds it) with a province admin `admin`."""
+    from lvbao.seed import DEMO_DEPARTMENTS, seed_demo
+
+    result = seed_demo(settings, databases["gateway"], redis_client, PROVINCE_PASSWORD)
+    with databases["gateway"].engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT code, id FROM gateway.departments WHERE institution_id = :i"),
+            {"i": result["institution_id"]},
+        ).all()
+    departments = dict(rows)
+    assert set(departments) == {code for _, code in DEMO_DEPARTMENTS}
+    return Pilot(api, result["institution_id"], departments)
+
+
+@pytest.fixture
+def province_token(pilot) -> str:
+    return pilot.admin_login("admin", PROVINCE_PASSWORD)["access_token"]
