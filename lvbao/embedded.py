@@ -14,6 +14,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from lvbao import registry
 from shared.config import Settings
 from shared.errors import ApiError, error_response, register_error_handlers
+from shared.service_app import init_request_ids, make_redis, public_prefix
 
 
 def free_port() -> int:
@@ -50,14 +51,10 @@ class EmbeddedRedis:
             self._server = None
 
 
-def public_prefix(service: str) -> str:
-    """Where a service answers on the single entry point (the gateway is /api/auth)."""
-    return "/api/auth" if service == "gateway" else f"/api/{service}"
-
-
 def _index_app(urls: dict[str, str]) -> Flask:
     app = Flask("lvbao.index")
     app.json.ensure_ascii = False
+    init_request_ids(app)
     register_error_handlers(app)
 
     @app.get("/")
@@ -75,8 +72,6 @@ def create_combined_app(settings: Settings | None = None) -> DispatcherMiddlewar
     """All services under their public prefixes, as nginx routes them in production."""
     settings = settings or Settings.from_env()
     from mock_wechat import create_app as create_mock
-
-    from shared.service_app import make_redis
 
     mounts: dict[str, Any] = {public_prefix(name): registry.create_app(name, settings) for name in registry.SERVICES}
     mounts["/mock-wechat"] = create_mock(

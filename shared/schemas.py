@@ -49,12 +49,37 @@ def translate_validation_messages() -> None:
 translate_validation_messages()
 
 
+def _fields_with_nul(data: Any, path: str = "") -> list[str]:
+    if isinstance(data, str):
+        return [path or "_schema"] if "\x00" in data else []
+    if isinstance(data, dict):
+        return [f for key, value in data.items() for f in _fields_with_nul(value, str(key))]
+    if isinstance(data, list):
+        return [f for item in data for f in _fields_with_nul(item, path)]
+    return []
+
+
+class InputSchema(ma.Schema):
+    """Base of every request schema: unknown fields are errors, and so are NUL characters (no database
+    stores them, and no person types them)."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    @ma.pre_load
+    def reject_nul(self, data: Any, **_kwargs: Any) -> Any:
+        bad = _fields_with_nul(data)
+        if bad:
+            raise ma.ValidationError({name: ["不能包含空字符"] for name in bad})
+        return data
+
+
 class HealthSchema(ma.Schema):
     status = fields.String(required=True)
     service = fields.String(required=True)
 
 
-class PageArgsSchema(ma.Schema):
+class PageArgsSchema(InputSchema):
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
     cursor = fields.String(load_default=None, validate=validate.Length(max=200))
 

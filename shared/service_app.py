@@ -12,8 +12,10 @@ import redis
 from flask import Flask, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Api, Blueprint
+from flask_smorest.spec.plugins import integerconverter2paramschema
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from shared.auth.guards import current_principal, require_auth
 from shared.auth.tokens import JwksKeySource, KeySource, TokenVerifier
@@ -42,8 +44,20 @@ class ServiceContext:
     extra: dict[str, Any]
 
 
+def public_prefix(service: str) -> str:
+    """Where a service answers behind the single entry point (the gateway is /api/auth)."""
+    return "/api/auth" if service == "gateway" else f"/api/{service}"
+
+
 def current_service() -> ServiceContext:
     return current_app.extensions["lvbao"]
+
+
+class IdConverter(IntegerConverter):
+    """``<id:name>``: a database id, 1 to 2^31-1; anything else is a 404, never a database error."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        super().__init__(url_map, min=1, max=2**31 - 1)
 
 
 class LvbaoApi(Api):
@@ -61,6 +75,20 @@ def make_redis(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(
         settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
     )
+
+
+def init_request_ids(app: Flask) -> None:
+    """Take the caller's (or nginx's) X-Request-Id when it looks sane, else make one; echo it back."""
+
+    @app.before_request
+    def _request_id() -> None:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def _echo_request_id(response):
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+        return response
 
 
 def create_service_app(
@@ -89,7 +117,7 @@ def create_service_app(
         OPENAPI_JSON_PATH="openapi.json",
         API_SPEC_OPTIONS={
             "info": {"description": description},
-            "servers": [{"url": f"/api/{name}"}],
+            "servers": [{"url": public_prefix(name)}],
             "components": {
                 "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
             },
@@ -112,17 +140,10 @@ def create_service_app(
         extra=extra or {},
     )
 
-    @app.before_request
-    def _request_id() -> None:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
-
-    @app.after_request
-    def _echo_request_id(response):
-        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
-        return response
-
+    init_request_ids(app)
+    app.url_map.converters["id"] = IdConverter
     api = LvbaoApi(app)
+    api.register_converter(IdConverter, integerconverter2paramschema)
     register_error_handlers(app)
     init_metrics(app, name)
     api.register_blueprint(_health_blueprint())

@@ -138,8 +138,13 @@ class AdminService:
         updated, new ones added; employees missing from the file are left as they are.
         """
         text = decode_csv(body)
+        if "\x00" in text:
+            raise ApiError(422, "roster_invalid", "名册文件包含空字符，请另存为 CSV 后重试", errors={"_file": ["NUL"]})
         reader = csv.reader(io.StringIO(text))
-        header = [h.strip().lower() for h in next(reader, [])]
+        try:
+            header = [h.strip().lower() for h in next(reader, [])]
+        except csv.Error as exc:
+            raise ApiError(422, "roster_invalid", "名册文件不是有效的 CSV", errors={"_file": [str(exc)]}) from exc
         if header[:4] != ROSTER_COLUMNS or len(header) > 5 or (len(header) == 5 and header[4] != "nickname"):
             raise ApiError(
                 422, "roster_header_invalid", "名册表头应为 employee_no,name,phone,department_code[,nickname]",
@@ -155,7 +160,10 @@ class AdminService:
                 e.employee_no: e
                 for e in uow.session.scalars(select(RosterEntry).where(RosterEntry.institution_id == institution_id))
             }
-            rows, errors = self._parse_roster_rows(reader, len(header), departments)
+            try:
+                rows, errors = self._parse_roster_rows(reader, len(header), departments)
+            except csv.Error as exc:
+                raise ApiError(422, "roster_invalid", "名册文件不是有效的 CSV", errors={"_file": [str(exc)]}) from exc
             if errors:
                 raise ApiError(
                     422, "roster_invalid",
@@ -188,12 +196,12 @@ class AdminService:
                 errors.append({"row": number, "errors": {"_row": [f"at most {ROSTER_MAX_ROWS} rows per file"]}})
                 break
             problems: dict[str, list[str]] = {}
-            if len(cells) != width:
+            if not len(ROSTER_COLUMNS) <= len(cells) <= width:
                 errors.append({"row": number, "errors": {"_row": [f"expected {width} columns, got {len(cells)}"]}})
                 continue
             values = [c.strip() for c in cells]
             employee_no, name, phone, department_code = values[:4]
-            nickname = values[4] if width == 5 and values[4] else None
+            nickname = values[4] if len(values) == 5 and values[4] else None
             phone = normalise_phone(phone)
             if not EMPLOYEE_NO.match(employee_no):
                 problems.setdefault("employee_no", []).append("1-32 letters, digits, - or _")

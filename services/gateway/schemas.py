@@ -5,15 +5,14 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from shared.schemas import PageArgsSchema
+from shared.schemas import InputSchema, PageArgsSchema
 
 CODE = validate.Length(min=1, max=128)
 SLUG = validate.Regexp(r"^[A-Za-z0-9_-]{1,32}$")
 
 
-class StrictSchema(ma.Schema):
-    class Meta:
-        unknown = ma.RAISE
+class StrictSchema(InputSchema):
+    pass
 
 
 class WeChatLoginSchema(StrictSchema):

@@ -157,7 +157,7 @@ class Institutions(MethodView):
         return admin_service().create_institution(data["name"], data["code"])
 
 
-@admin_blp.route("/institutions/<int:institution_id>")
+@admin_blp.route("/institutions/<id:institution_id>")
 class InstitutionItem(MethodView):
     @require_auth(*ADMINS)
     @admin_blp.response(200, InstitutionSchema)
@@ -166,7 +166,7 @@ class InstitutionItem(MethodView):
         return admin_service().get_institution(current_principal(), institution_id)
 
 
-@admin_blp.route("/institutions/<int:institution_id>/departments")
+@admin_blp.route("/institutions/<id:institution_id>/departments")
 class Departments(MethodView):
     @require_auth(*ADMINS)
     @admin_blp.response(200, DepartmentListSchema)
@@ -191,7 +191,7 @@ ROSTER_BODY_DOC = {
 }
 
 
-@admin_blp.route("/institutions/<int:institution_id>/roster")
+@admin_blp.route("/institutions/<id:institution_id>/roster")
 class Roster(MethodView):
     @require_auth(*ADMINS)
     @admin_blp.arguments(PageArgsSchema, location="query")
@@ -213,7 +213,7 @@ class Roster(MethodView):
         return admin_service().import_roster(current_principal(), institution_id, request.get_data())
 
 
-@admin_blp.route("/institutions/<int:institution_id>/invites")
+@admin_blp.route("/institutions/<id:institution_id>/invites")
 class Invites(MethodView):
     @require_auth(*ADMINS)
     @admin_blp.arguments(InviteCreateSchema)
@@ -244,7 +244,7 @@ class Devices(MethodView):
         )
 
 
-@admin_blp.route("/devices/<int:device_id>")
+@admin_blp.route("/devices/<id:device_id>")
 class DeviceItem(MethodView):
     @require_auth(*ADMINS)
     @admin_blp.response(204)

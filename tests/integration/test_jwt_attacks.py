@@ -14,11 +14,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lvbao.embedded import public_prefix
 from lvbao.registry import SERVICES
 from services.gateway.keys import KeyRing
 from shared import clock
 from shared.auth.tokens import SigningKey, TokenIssuer
+from shared.service_app import public_prefix
 
 pytestmark = pytest.mark.integration
 

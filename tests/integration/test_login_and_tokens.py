@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lvbao.embedded import public_prefix
 from lvbao.registry import SERVICES
+from shared.service_app import public_prefix
 
 pytestmark = pytest.mark.integration
 

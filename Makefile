@@ -1,0 +1,33 @@
+# The ways in. `make run` and `make test` set everything up on a fresh machine (a virtualenv in .venv).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint openapi clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the whole system on one port (embedded SQLite + Redis unless LVBAO_DATABASE_URL / LVBAO_REDIS_URL are set).
+run: $(STAMP)
+	$(BIN)/lvbao run
+
+## Unit, integration and end-to-end tests (real PostgreSQL and Redis when reachable; with CI set they must be).
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+## Regenerate openapi/<service>.yaml from the code (a test fails when they drift).
+openapi: $(STAMP)
+	$(BIN)/lvbao openapi
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache .coverage

@@ -1,0 +1,152 @@
+"""The outbox relay and idempotent consumption, with the sample event EmployeeBound (gateway -> points)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis as redis_lib
+from rq import SimpleWorker
+from sqlalchemy import func, select
+
+from services.gateway.models import infra as gateway_infra
+from services.points import tasks as points_tasks
+from services.points.models import Member
+from services.points.models import infra as points_infra
+from shared.consumer import consume
+from shared.events import EmployeeBound
+from shared.outbox import OutboxRelay, queue_for, record_event
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def points_runtime(settings, databases):
+    points_tasks.runtime.configure(settings, databases["points"])
+    yield points_tasks.runtime
+
+
+def _unpublished(db):
+    Outbox = gateway_infra.outbox
+    with db.uow() as uow:
+        return uow.session.scalar(select(func.count(Outbox.id)).where(Outbox.published_at.is_(None)))
+
+
+def _members(db):
+    with db.uow() as uow:
+        return {m.user_id: m.nickname for m in uow.session.scalars(select(Member))}
+
+
+def _work(redis_client):
+    from rq.serializers import JSONSerializer
+
+    worker = SimpleWorker([queue_for("points", redis_client)], connection=redis_client, serializer=JSONSerializer)
+    worker.work(burst=True)
+
+
+def test_binding_reaches_points_through_outbox_relay_and_queue(pilot, databases, redis_client, points_runtime):
+    pair = pilot.wechat_login("o-outbox")
+    assert pilot.bind_by_phone(pair["access_token"], "13800000008").status_code == 200
+    gateway = databases["gateway"]
+    assert _unpublished(gateway) == 1
+
+    relay = OutboxRelay("gateway", gateway, gateway_infra, redis_client)
+    assert relay.relay_once() == 1
+    assert _unpublished(gateway) == 0
+    assert queue_for("points", redis_client).count == 1
+
+    _work(redis_client)
+    assert _members(databases["points"]) == {pair["user"]["id"]: "吴同学9"}
+
+
+def test_redelivered_event_changes_nothing(databases, clean):
+    event = EmployeeBound(user_id=7, institution_id=1, department_id=2, employee_no="E7", nickname="七")
+    message = event.to_message()
+    handlers = {"EmployeeBound": lambda uow, e: uow.session.add(
+        Member(user_id=e.user_id, institution_id=e.institution_id, department_id=e.department_id,
+               employee_no=e.employee_no, nickname=e.nickname, bound_at=e.occurred_at))}
+    first = consume("points", databases["points"], points_infra, handlers, [message])
+    again = consume("points", databases["points"], points_infra, handlers, [message, message])
+    assert first == {"applied": 1, "duplicate": 0, "ignored": 0}
+    assert again == {"applied": 0, "duplicate": 2, "ignored": 0}
+    assert _members(databases["points"]) == {7: "七"}
+
+
+def test_concurrent_deliveries_apply_once(databases, clean, points_runtime):
+    event = EmployeeBound(user_id=8, institution_id=1, department_id=None, employee_no="E8", nickname="八")
+    results, barrier = [], threading.Barrier(6)
+
+    def deliver():
+        barrier.wait()
+        results.append(points_tasks.handle_events([event.to_message()]))
+
+    threads = [threading.Thread(target=deliver) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r["applied"] for r in results) == 1
+    assert sum(r["duplicate"] for r in results) == 5
+    assert _members(databases["points"]) == {8: "八"}
+
+
+def test_failed_handler_leaves_the_event_unprocessed_for_the_retry(databases, clean):
+    event = EmployeeBound(user_id=9, institution_id=1, department_id=None, employee_no="E9", nickname="九")
+
+    def broken(uow, e):
+        raise RuntimeError("downstream hiccup")
+
+    with pytest.raises(RuntimeError):
+        consume("points", databases["points"], points_infra, {"EmployeeBound": broken}, [event.to_message()])
+    from services.points.handlers import HANDLERS
+
+    assert consume("points", databases["points"], points_infra, HANDLERS, [event.to_message()])["applied"] == 1
+    assert _members(databases["points"]) == {9: "九"}
+
+
+def test_relay_keeps_events_while_redis_is_down_and_drains_after(databases, clean, redis_client, points_runtime):
+    gateway = databases["gateway"]
+    for i in range(5):
+        with gateway.uow() as uow:
+            record_event(uow, gateway_infra, EmployeeBound(user_id=100 + i, institution_id=1, department_id=None,
+                                                           employee_no=f"E{100 + i}", nickname=f"n{i}"))
+            uow.commit()
+    dead = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    with pytest.raises(redis_lib.exceptions.ConnectionError):
+        OutboxRelay("gateway", gateway, gateway_infra, dead).relay_once()
+    assert _unpublished(gateway) == 5
+
+    assert OutboxRelay("gateway", gateway, gateway_infra, redis_client).relay_once() == 5
+    _work(redis_client)
+    assert set(_members(databases["points"])) == {100, 101, 102, 103, 104}
+
+
+def test_relay_crash_after_enqueue_redelivers_but_applies_once(databases, clean, redis_client, points_runtime):
+    gateway = databases["gateway"]
+    with gateway.uow() as uow:
+        record_event(uow, gateway_infra, EmployeeBound(user_id=200, institution_id=1, department_id=None,
+                                                       employee_no="E200", nickname="two hundred"))
+        uow.commit()
+    relay = OutboxRelay("gateway", gateway, gateway_infra, redis_client)
+
+    class CrashAfterEnqueue(Exception):
+        pass
+
+    original = gateway.uow
+
+    def crashing_uow():
+        uow = original()
+        uow.commit = lambda: (_ for _ in ()).throw(CrashAfterEnqueue())
+        return uow
+
+    gateway.uow = crashing_uow
+    try:
+        with pytest.raises(CrashAfterEnqueue):
+            relay.relay_once()
+    finally:
+        gateway.uow = original
+    assert _unpublished(gateway) == 1  # the mark never committed
+    assert relay.relay_once() == 1     # so it is sent again
+    assert queue_for("points", redis_client).count == 2
+    _work(redis_client)
+    assert _members(databases["points"]) == {200: "two hundred"}

@@ -1,0 +1,98 @@
+"""What every service does the same way: health, readiness, metrics, request ids, one error shape."""
+
+from __future__ import annotations
+
+import pytest
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from lvbao import registry
+from services.activities.models import infra as activities_infra
+from shared.config import Settings
+from shared.db import Database
+from shared.service_app import create_service_app, public_prefix
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("service", registry.SERVICES)
+def test_health_readiness_and_metrics(api, service):
+    prefix = public_prefix(service)
+    assert api.get(f"{prefix}/healthz").json() == {"status": "ok", "service": service}
+    assert api.get(f"{prefix}/readyz").json() == {"status": "ready", "service": service}
+    metrics = api.get(f"{prefix}/metrics")
+    assert metrics.status_code == 200
+    assert 'lvbao_http_requests_total{endpoint="/healthz",method="GET"' in metrics.text
+
+
+def test_not_ready_when_redis_is_unreachable(settings, databases):
+    broken = Settings(**{**settings.__dict__, "redis_url": "redis://127.0.0.1:1/0"})
+    app = registry.create_app("points", broken)
+    try:
+        response = app.test_client().get("/readyz")
+        body = response.get_json()
+        assert response.status_code == 503
+        assert body["code"] == "not_ready" and "redis" in body["errors"] and "database" not in body["errors"]
+    finally:
+        app.extensions["lvbao"].db.dispose()
+
+
+def test_not_ready_when_the_database_is_unreachable(settings, redis_client):
+    broken_url = "postgresql+psycopg://postgres@127.0.0.1:1/none"
+    db = Database(broken_url, "activities", connect_args={"connect_timeout": 1})
+    app = create_service_app("activities", settings=settings, db=db, models=activities_infra, blueprints=[],
+                             description="", redis_client=redis_client)
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503 and "database" in response.get_json()["errors"]
+
+
+def _assert_error_shape(response, status, code):
+    body = response.json()
+    assert response.status_code == status, response.text
+    assert body["status"] == status and body["code"] == code
+    assert isinstance(body["message"], str) and body["message"]
+    assert body["request_id"] == response.headers["X-Request-Id"]
+    return body
+
+
+def test_error_shape_for_404_405_400_and_422(api):
+    _assert_error_shape(api.get("/api/points/nowhere"), 404, "not_found")
+    _assert_error_shape(api.get("/api/unknown-service/x"), 404, "not_found")
+    not_allowed = api.request("DELETE", "/api/auth/wechat/login")
+    _assert_error_shape(not_allowed, 405, "method_not_allowed")
+    assert "POST" in not_allowed.headers["Allow"]
+    broken = api.post("/api/auth/wechat/login", data=b"{not json", headers={"Content-Type": "application/json"})
+    _assert_error_shape(broken, 400, "invalid_json")
+    missing = _assert_error_shape(api.post("/api/auth/wechat/login", json={}), 422, "validation_error")
+    assert missing["errors"] == {"code": ["缺少必填字段"]}
+    extra = _assert_error_shape(api.post("/api/auth/wechat/login", json={"code": "x", "evil": 1}), 422,
+                                "validation_error")
+    assert extra["errors"] == {"evil": ["不支持的字段"]}
+    wrong_type = _assert_error_shape(api.get("/api/auth/institutions", params={"limit": 1000}), 401, "unauthorized")
+    assert wrong_type["message"]
+
+
+def test_request_id_is_echoed_and_generated(api):
+    mine = api.get("/api/points/healthz", headers={"X-Request-Id": "abc-123-xyz-789"})
+    assert mine.headers["X-Request-Id"] == "abc-123-xyz-789"
+    made = api.get("/api/points/healthz", headers={"X-Request-Id": "bad id with spaces"})
+    assert made.headers["X-Request-Id"] != "bad id with spaces" and len(made.headers["X-Request-Id"]) == 32
+
+
+def test_unhandled_error_is_500_in_the_contract_shape_without_details(settings, databases, redis_client, caplog):
+    blp = Blueprint("boom", __name__)
+
+    @blp.route("/boom")
+    class Boom(MethodView):
+        def get(self):
+            raise RuntimeError("secret internals")
+
+    app = create_service_app("activities", settings=settings, db=databases["activities"], models=activities_infra,
+                             blueprints=[blp], description="", redis_client=redis_client)
+    response = app.test_client().get("/boom", headers={"X-Request-Id": "req-boom-0001"})
+    body = response.get_json()
+    assert response.status_code == 500
+    assert body == {"code": "internal_error", "message": "服务器内部错误", "status": 500,
+                    "request_id": "req-boom-0001"}
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert any(getattr(r, "request_id", None) == "req-boom-0001" for r in caplog.records)
