@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from shared import clock
 from shared.db import Database, UnitOfWork
@@ -136,8 +137,9 @@ def run_relays(
             for relay in relays:
                 moved += relay.relay_once()
             backoff = poll_interval
-        except RedisError as exc:
-            log.warning("redis unavailable, outbox kept", extra={"error": str(exc), "retry_in": backoff})
+        except (RedisError, DBAPIError) as exc:
+            # Redis or the database is away: the outbox keeps everything; try again, backing off.
+            log.warning("relay paused", extra={"error": str(exc).splitlines()[0], "retry_in": backoff})
             time.sleep(backoff)
             backoff = min(backoff * 2, max_backoff)
             continue

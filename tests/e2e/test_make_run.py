@@ -149,4 +149,8 @@ def test_the_whole_system_runs_and_stops_cleanly(running_system):
     assert not _port_open(running_system["port"])
     if running_system["mode"] == "embedded":
         assert not _port_open(redis_port), "the embedded Redis is still running"
+    # RQ's scheduler is a child of the worker; once both have exited, nothing of the session may remain.
+    deadline = time.monotonic() + 10
+    while _session_processes(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert _session_processes(process.pid) == []

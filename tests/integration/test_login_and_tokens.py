@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from lvbao.registry import SERVICES
+from shared import clock
 from shared.service_app import public_prefix
 
 pytestmark = pytest.mark.integration
@@ -167,3 +170,37 @@ def test_admin_login_locks_after_repeated_failures(pilot, api):
     locked = api.post("/api/auth/admin/login", json={"username": "admin", "password": "province-admin-pw-1"})
     assert locked.status_code == 429
     assert int(locked.headers["Retry-After"]) > 0
+
+
+def test_bind_with_a_used_phone_code_is_422(pilot, api):
+    pair = pilot.wechat_login("o-phone-reuse")
+    phone_code = api.post("/mock-wechat/mock/phone-code", json={"phone": "13800000011"}).json()["code"]
+    other = pilot.wechat_login("o-phone-other")
+    first = api.post("/api/auth/bind", json={"phone_code": phone_code}, token=other["access_token"])
+    assert first.status_code == 200
+    again = api.post("/api/auth/bind", json={"phone_code": phone_code}, token=pair["access_token"])
+    assert again.status_code == 422 and again.json()["code"] == "phone_code_invalid"
+
+
+def test_a_stale_wechat_access_token_is_refetched_once(pilot, api, settings):
+    first = pilot.wechat_login("o-stale-1")
+    assert pilot.bind_by_phone(first["access_token"], "13800000012").status_code == 200
+    # Someone else fetches a new token (WeChat then keeps the old one for 5 minutes only).
+    api.get("/mock-wechat/cgi-bin/token", params={"grant_type": "client_credential", "appid": settings.wechat_appid,
+                                                   "secret": settings.wechat_secret})
+    clock.set_time(clock.now() + timedelta(minutes=6))
+    fetches = api.get("/mock-wechat/mock/stats").json()["token_fetches"]
+    second = pilot.wechat_login("o-stale-2")
+    assert pilot.bind_by_phone(second["access_token"], "13800000013").status_code == 200
+    assert api.get("/mock-wechat/mock/stats").json()["token_fetches"] == fetches + 1
+
+
+def test_wechat_unreachable_for_phone_numbers_is_503(settings, redis_client):
+    from services.gateway.wechat import WeChatClient
+    from shared.errors import ApiError
+
+    client = WeChatClient(settings.with_overrides(wechat_base_url="http://127.0.0.1:1", wechat_timeout_seconds=0.5),
+                          redis_client)
+    with pytest.raises(ApiError) as caught:
+        client.phone_number("any-code")
+    assert (caught.value.status, caught.value.code) == (503, "wechat_unavailable")

@@ -150,3 +150,13 @@ def test_relay_crash_after_enqueue_redelivers_but_applies_once(databases, clean,
     assert queue_for("points", redis_client).count == 2
     _work(redis_client)
     assert _members(databases["points"]) == {200: "two hundred"}
+
+
+@pytest.mark.parametrize("service", ["gateway", "activities", "rewards"])
+def test_every_queue_has_a_job_that_ignores_events_it_does_not_handle(service, settings, databases, clean):
+    from lvbao import registry
+
+    tasks = registry.module(service, "tasks")
+    tasks.runtime.configure(settings, databases[service])
+    event = EmployeeBound(user_id=1, institution_id=1, department_id=None, employee_no="E1", nickname="x")
+    assert tasks.handle_events([event.to_message()]) == {"applied": 0, "duplicate": 0, "ignored": 1}

@@ -1,0 +1,172 @@
+"""The shared library's pieces on their own: config, clock, tokens, events, operator keys, logs, errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from shared import clock
+from shared.auth.operator import derive_operator_secret, parse_operator_key_id, sign_request
+from shared.auth.tokens import InvalidToken, JwksKeySource, SigningKey, StaticKeySource, TokenIssuer, TokenVerifier
+from shared.config import Settings, load_settings
+from shared.errors import _flatten_webargs
+from shared.events import EmployeeBound, Event
+from shared.logs import JsonFormatter
+
+
+@pytest.fixture(autouse=True)
+def unfrozen():
+    yield
+    clock.set_time(None)
+
+
+def test_settings_from_environment(monkeypatch):
+    monkeypatch.setenv("LVBAO_DATABASE_URL", "postgresql+psycopg://db/x")
+    monkeypatch.setenv("LVBAO_ACCESS_TOKEN_TTL", "120")
+    monkeypatch.setenv("LVBAO_LOG_FORMAT", "text")
+    monkeypatch.setenv("LVBAO_WECHAT_SECRET", "")
+    settings = Settings.from_env(jwt_issuer="me")
+    assert settings.database_url == "postgresql+psycopg://db/x"
+    assert settings.access_token_ttl == 120 and settings.log_json is False and settings.jwt_issuer == "me"
+    assert settings.wechat_secret == "" and not settings.is_sqlite
+    assert load_settings(settings) is settings
+    assert load_settings({"testing": True}).testing is True
+
+
+def test_settings_reject_bad_values(monkeypatch):
+    monkeypatch.setenv("LVBAO_ACCESS_TOKEN_TTL", "soon")
+    with pytest.raises(ValueError, match="LVBAO_ACCESS_TOKEN_TTL"):
+        Settings.from_env()
+    monkeypatch.delenv("LVBAO_ACCESS_TOKEN_TTL")
+    with pytest.raises(TypeError, match="unknown settings"):
+        Settings.from_env(no_such_setting=1)
+
+
+def test_secrets_stay_out_of_repr():
+    settings = Settings(wechat_secret="s3cret-value", operator_key_secret="m4ster")
+    assert "s3cret-value" not in repr(settings) and "m4ster" not in repr(settings)
+
+
+def test_clock_freezes_advances_and_refuses_naive_times():
+    moment = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
+    with clock.frozen_at(moment):
+        assert clock.now() == moment
+        assert clock.local_now().hour == 7  # Asia/Shanghai is UTC+8
+        assert clock.advance(timedelta(minutes=45)) == moment + timedelta(minutes=45)
+    assert clock.now() != moment
+    with pytest.raises(RuntimeError):
+        clock.advance(timedelta(seconds=1))
+    with pytest.raises(ValueError):
+        clock.set_time(datetime(2026, 1, 1))  # noqa: DTZ001 - the point of the test
+    assert clock.as_utc(datetime(2026, 1, 1)).tzinfo is UTC  # noqa: DTZ001
+
+
+def _verifier(key: SigningKey, **kwargs) -> TokenVerifier:
+    return TokenVerifier(StaticKeySource(lambda: {"keys": [key.public_jwk]}), "iss", "aud", **kwargs)
+
+
+def test_tokens_round_trip_and_expire_by_the_clock_seam():
+    key = SigningKey.generate()
+    issuer = TokenIssuer(key, "iss", "aud")
+    clock.set_time(datetime(2030, 1, 1, tzinfo=UTC))
+    token, expires = issuer.issue("user:5", "access", 60, uid=5, roles=["employee"])
+    claims = _verifier(key, leeway_seconds=0).verify(token)
+    assert claims["sub"] == "user:5" and claims["typ"] == "access" and expires == clock.now() + timedelta(seconds=60)
+    clock.advance(timedelta(seconds=61))
+    with pytest.raises(InvalidToken, match="expired"):
+        _verifier(key, leeway_seconds=0).verify(token)
+    with pytest.raises(ValueError):
+        issuer.issue("user:5", "refresh", 60)
+
+
+def test_tokens_from_the_future_and_of_other_types_are_refused():
+    key = SigningKey.generate()
+    issuer = TokenIssuer(key, "iss", "aud")
+    clock.set_time(datetime(2030, 1, 1, tzinfo=UTC))
+    token, _ = issuer.issue("device:1", "device", 600, did=1, roles=["screen"])
+    with pytest.raises(InvalidToken, match="type"):
+        _verifier(key).verify(token, allowed_types=("access",))
+    clock.set_time(datetime(2029, 12, 31, tzinfo=UTC))
+    with pytest.raises(InvalidToken, match="not valid yet"):
+        _verifier(key).verify(token)
+    for junk in ("", "abc", "a.b.c"):
+        with pytest.raises(InvalidToken):
+            _verifier(key).verify(junk)
+
+
+class _FakeHttp:
+    """Stands in for the gateway's JWKS endpoint."""
+
+    def __init__(self, jwks):
+        self.jwks = jwks
+        self.calls = 0
+        self.down = False
+
+    def __call__(self, url, timeout):
+        self.calls += 1
+        if self.down:
+            raise requests.ConnectionError("gateway down")
+        response = requests.Response()
+        response.status_code = 200
+        response._content = json.dumps(self.jwks).encode()
+        return response
+
+
+def test_jwks_source_caches_refetches_and_survives_an_outage(monkeypatch):
+    key, other = SigningKey.generate(), SigningKey.generate()
+    http = _FakeHttp({"keys": [key.public_jwk]})
+    monkeypatch.setattr("shared.auth.tokens.requests.get", http)
+    clock.set_time(datetime(2030, 1, 1, tzinfo=UTC))
+    source = JwksKeySource("http://gateway/jwks.json", cache_seconds=60, min_refresh_seconds=5)
+    assert source.get(key.kid) is not None and http.calls == 1
+    assert source.get(key.kid) is not None and http.calls == 1  # cached
+    assert source.get("made-up") is None and http.calls == 1  # too soon to refetch for an unknown kid
+    clock.advance(timedelta(seconds=6))
+    http.jwks = {"keys": [key.public_jwk, other.public_jwk]}
+    assert source.get(other.kid) is not None and http.calls == 2  # a new kid: refetched
+    http.down = True
+    clock.advance(timedelta(seconds=61))
+    assert source.get(key.kid) is not None and http.calls == 3  # outage: the known keys stay
+    assert source.get(key.kid) is not None and http.calls == 3  # and it does not retry on every request
+    empty = JwksKeySource("http://gateway/jwks.json")
+    with pytest.raises(InvalidToken, match="unavailable"):
+        empty.get(key.kid)
+
+
+def test_events_travel_as_json():
+    event = EmployeeBound(user_id=1, institution_id=2, department_id=None, employee_no="E1", nickname="一")
+    message = json.loads(json.dumps(event.to_message()))
+    assert Event.from_message(message) == event
+    with pytest.raises(ValueError, match="unknown event type"):
+        Event.from_message({**message, "type": "Nope"})
+
+
+def test_operator_key_ids_and_signatures():
+    assert parse_operator_key_id("op.3.17.abcdef").device_id == 17
+    for bad in ("op.3.x.abc", "key.3.4.abc", "op.3.4", ""):
+        assert parse_operator_key_id(bad) is None
+    with pytest.raises(RuntimeError):
+        derive_operator_secret("", "op.1.2.abc")
+    secret = derive_operator_secret("master", "op.1.2.abc")
+    assert secret != derive_operator_secret("master", "op.1.3.abc")
+    assert len(sign_request(secret, "1700000000", b'{"a":1}')) == 64
+
+
+def test_json_logs_redact_secrets_by_name():
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello %s", ("world",), None)
+    record.session_key = "abc"
+    record.password = "pw"
+    record.errcode = 40029
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["msg"] == "hello world" and entry["errcode"] == 40029
+    assert entry["session_key"] == "[redacted]" and entry["password"] == "[redacted]"
+
+
+def test_webargs_errors_are_flattened_to_fields():
+    assert _flatten_webargs({"json": {"code": ["x"]}, "query": {"limit": ["y"]}}) == {"code": ["x"], "limit": ["y"]}
+    assert _flatten_webargs({"json": ["Invalid JSON body."]}) == {"_schema": ["Invalid JSON body."]}
+    assert _flatten_webargs("boom") == {"_schema": ["boom"]}
