@@ -9,11 +9,36 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import redis
 
 from lvbao import registry
 from shared.config import DEFAULT_PORT, Settings
+from shared.db import Database
 from shared.logs import configure_logging
+
+
+@contextmanager
+def _database(service: str, settings: Settings) -> Iterator[Database]:
+    db = registry.database(service, settings)
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+@contextmanager
+def _redis(settings: Settings) -> Iterator[redis.Redis]:
+    from shared.service_app import make_redis
+
+    client = make_redis(settings)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def _settings() -> Settings:
@@ -29,11 +54,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from shared.migrations import upgrade
 
     settings = _settings()
-    for service in args.services or registry.SERVICES:
+    services = args.services or registry.SERVICES
+    for service in services:
         registry.module(service, "config")  # unknown names fail before anything is migrated
-        db = registry.database(service, settings)
-        upgrade(service, db)
-        db.dispose()
+    for service in services:
+        with _database(service, settings) as db:
+            upgrade(service, db)
         print(f"migrated {service}")
     return 0
 
@@ -41,8 +67,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_revision(args: argparse.Namespace) -> int:
     from shared.migrations import revision
 
-    settings = _settings()
-    revision(args.service, registry.database(args.service, settings), args.message)
+    with _database(args.service, _settings()) as db:
+        revision(args.service, db, args.message)
     return 0
 
 
@@ -98,19 +124,18 @@ def cmd_queues(args: argparse.Namespace) -> int:
     from rq.registry import FailedJobRegistry
 
     from shared.outbox import queue_for
-    from shared.service_app import make_redis
 
-    redis_client = make_redis(_settings())
     report = {}
-    for name in registry.SERVICES:
-        queue = queue_for(name, redis_client)
-        failed = FailedJobRegistry(queue=queue)
-        requeued = 0
-        if args.requeue:
-            for job_id in failed.get_job_ids():
-                failed.requeue(job_id)
-                requeued += 1
-        report[name] = {"queued": queue.count, "failed": failed.count, "requeued": requeued}
+    with _redis(_settings()) as redis_client:
+        for name in registry.SERVICES:
+            queue = queue_for(name, redis_client)
+            failed = FailedJobRegistry(queue=queue)
+            requeued = 0
+            if args.requeue:
+                for job_id in failed.get_job_ids():
+                    failed.requeue(job_id)
+                    requeued += 1
+            report[name] = {"queued": queue.count, "failed": failed.count, "requeued": requeued}
     print(json.dumps(report, indent=2))
     return 0
 
@@ -119,21 +144,23 @@ def cmd_queues(args: argparse.Namespace) -> int:
 
 
 def cmd_admin_create(args: argparse.Namespace) -> int:
+    settings = _settings()
+    with _database("gateway", settings) as db, _redis(settings) as redis_client:
+        return _admin_create(args, settings, db, redis_client)
+
+
+def _admin_create(args: argparse.Namespace, settings: Settings, db: Database, redis_client: redis.Redis) -> int:
+    from sqlalchemy import select
+
     from services.gateway.admin_service import AdminService
     from services.gateway.models import Institution
-    from shared.errors import ApiError
-    from shared.service_app import make_redis
 
-    settings = _settings()
-    db = registry.database("gateway", settings)
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = os.environ.get("LVBAO_ADMIN_PASSWORD") or getpass.getpass("password: ")
     institution_id = None
     if args.institution:
-        from sqlalchemy import select
-
         with db.uow() as uow:
             institution_id = uow.session.scalars(
                 select(Institution.id).where(Institution.code == args.institution)
@@ -142,13 +169,9 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
             print(f"no institution with code {args.institution!r}", file=sys.stderr)
             return 2
     role = "admin" if args.institution else "province_admin"
-    try:
-        created = AdminService(settings, db, make_redis(settings)).create_admin(
-            None, args.username, password, institution_id, role=role
-        )
-    except ApiError as exc:
-        print(f"{exc.code}: {exc.message} {exc.errors or ''}", file=sys.stderr)
-        return 1
+    created = AdminService(settings, db, redis_client).create_admin(
+        None, args.username, password, institution_id, role=role
+    )
     print(json.dumps(created, ensure_ascii=False))
     return 0
 
@@ -156,26 +179,24 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     from services.gateway.keys import KeyRing
 
-    ring = KeyRing(registry.database("gateway", _settings()))
-    if args.action == "rotate":
-        print(json.dumps({"kid": ring.rotate(lead_seconds=args.lead).kid, "signs_in_seconds": args.lead}))
-    elif args.action == "retire":
-        ring.retire(args.kid)
-        print(json.dumps({"retired": args.kid}))
-    else:
-        print(json.dumps(ring.list(), indent=2))
+    with _database("gateway", _settings()) as db:
+        ring = KeyRing(db)
+        if args.action == "rotate":
+            print(json.dumps({"kid": ring.rotate(lead_seconds=args.lead).kid, "signs_in_seconds": args.lead}))
+        elif args.action == "retire":
+            ring.retire(args.kid)
+            print(json.dumps({"retired": args.kid}))
+        else:
+            print(json.dumps(ring.list(), indent=2))
     return 0
 
 
 def cmd_seed_demo(_args: argparse.Namespace) -> int:
     from lvbao.seed import seed_demo
-    from shared.service_app import make_redis
 
     settings = _settings()
-    result = seed_demo(
-        settings, registry.database("gateway", settings), make_redis(settings),
-        os.environ.get("LVBAO_DEMO_ADMIN_PASSWORD"),
-    )
+    with _database("gateway", settings) as db, _redis(settings) as redis_client:
+        result = seed_demo(settings, db, redis_client, os.environ.get("LVBAO_DEMO_ADMIN_PASSWORD"))
     print(json.dumps(result, ensure_ascii=False))
     return 0
 
@@ -281,7 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "action", None) == "retire" and not args.kid:
         print("lvbao keys retire KID", file=sys.stderr)
         return 2
-    return args.func(args)
+    from shared.errors import ApiError
+
+    try:
+        return args.func(args)
+    except ApiError as exc:
+        print(f"{exc.code}: {exc.message} {exc.errors or ''}".rstrip(), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -257,3 +257,14 @@ def pilot(api, settings, databases, redis_client) -> Pilot:
 @pytest.fixture
 def province_token(pilot) -> str:
     return pilot.admin_login("admin", PROVINCE_PASSWORD)["access_token"]
+
+
+@pytest.fixture
+def rotates_keys(combined_app):
+    """For tests that change the signing keys: afterwards every verifier refetches the JWKS, as it would once
+    its cache expired (in production a rotated key is published ahead of use; see `lvbao keys rotate --lead`)."""
+    yield
+    for mounted in combined_app.mounts.values():
+        ctx = mounted.extensions.get("lvbao")
+        if ctx is not None and hasattr(ctx.verifier.keys, "invalidate"):
+            ctx.verifier.keys.invalidate()

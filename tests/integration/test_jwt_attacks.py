@@ -130,7 +130,7 @@ def test_signature_from_another_ed25519_key_with_the_real_kid(api, settings, cur
     _assert_refused_everywhere(api, token)
 
 
-def test_rotation_accepts_the_new_key_and_retiring_refuses_the_old(api, settings, databases):
+def test_rotation_accepts_the_new_key_and_retiring_refuses_the_old(api, settings, databases, rotates_keys):
     ring = KeyRing(databases["gateway"])
     old = ring.signing_key()
     old_token = _sign(old, _claims(settings))
@@ -156,7 +156,7 @@ def test_rotation_accepts_the_new_key_and_retiring_refuses_the_old(api, settings
         assert api.get(f"{public_prefix(service)}/whoami", token=new_token).status_code == 200, service
 
 
-def test_a_key_rotated_without_lead_is_fetched_on_first_sight(api, settings, databases):
+def test_a_key_rotated_without_lead_is_fetched_on_first_sight(api, settings, databases, rotates_keys):
     ring = KeyRing(databases["gateway"])
     ring.signing_key()
     for service in SERVICES:  # every verifier has just fetched the JWKS
