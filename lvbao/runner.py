@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from lvbao import registry
 from lvbao.embedded import EmbeddedRedis
@@ -29,6 +30,8 @@ class EmbeddedRun:
         data = json.loads(path.read_text()) if path.exists() else {}
         for name in ("operator_key_secret", "wechat_secret"):
             data.setdefault(name, secrets.token_urlsafe(32))
+        # The demo admin's password, made once so that every later start can print it again.
+        data.setdefault("demo_admin_password", secrets.token_urlsafe(12))
         self.var.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2))
         path.chmod(0o600)
@@ -46,6 +49,7 @@ class EmbeddedRun:
         env.setdefault("LVBAO_WECHAT_BASE_URL", f"{base}/mock-wechat")
         env.setdefault("LVBAO_WECHAT_SECRET", local["wechat_secret"])
         env.setdefault("LVBAO_OPERATOR_KEY_SECRET", local["operator_key_secret"])
+        env.setdefault("LVBAO_DEMO_ADMIN_PASSWORD", local["demo_admin_password"])
         env.setdefault("LVBAO_LOG_FORMAT", "text")
         env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(self.var / "metrics"))
         metrics = Path(env["PROMETHEUS_MULTIPROC_DIR"])
@@ -59,12 +63,12 @@ class EmbeddedRun:
     def _spawn(self, command: list[str]) -> None:
         self.children.append(subprocess.Popen(command))
 
-    def _prepare(self) -> dict:
+    def _prepare(self) -> dict[str, Any]:
         subprocess.run(self._lvbao("migrate"), check=True, stdout=subprocess.DEVNULL)
         seeded = subprocess.run(self._lvbao("seed-demo"), check=True, capture_output=True, text=True)
         return json.loads(seeded.stdout.strip().splitlines()[-1])
 
-    def _announce(self, seed: dict) -> None:
+    def _announce(self, seed: dict[str, Any]) -> None:
         base = f"http://127.0.0.1:{self.port}"
         lines = ["", "绿宝碳汇 is running:"]
         for name in registry.SERVICES:
@@ -72,10 +76,8 @@ class EmbeddedRun:
             lines.append(f"  {name:<11} {base}/api/{prefix}/  (health: {base}/api/{prefix}/healthz)")
         lines.append(f"  mock WeChat {base}/mock-wechat/")
         lines.append(f"  data        {os.environ['LVBAO_DATABASE_URL']}  redis {os.environ['LVBAO_REDIS_URL']}")
-        if seed.get("admin_password"):
-            lines.append(f"  admin       username admin, password {seed['admin_password']}")
-        else:
-            lines.append("  admin       username admin (existing account; password as first set)")
+        note = "" if seed.get("admin_created") else " (set when the account was made)"
+        lines.append(f"  admin       username admin, password {os.environ['LVBAO_DEMO_ADMIN_PASSWORD']}{note}")
         lines.append("Ctrl-C stops everything.")
         print("\n".join(lines), flush=True)
 
