@@ -84,6 +84,17 @@ class PageArgsSchema(InputSchema):
     cursor = fields.String(load_default=None, validate=validate.Length(max=200))
 
 
+def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
+    """The contract's list shape: ``{"items": [...], "next_cursor": "..." | null}``."""
+    return ma.Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item_schema), required=True),
+            "next_cursor": fields.String(allow_none=True, required=True),
+        },
+        name=name,
+    )
+
+
 def encode_cursor(value: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
 

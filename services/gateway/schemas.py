@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from shared.schemas import InputSchema, PageArgsSchema
+from shared.schemas import InputSchema, PageArgsSchema, page_schema
 
 CODE = validate.Length(min=1, max=128)
 SLUG = validate.Regexp(r"^[A-Za-z0-9_-]{1,32}$")
@@ -88,9 +88,7 @@ class InstitutionSchema(ma.Schema):
     created_at = fields.DateTime(required=True)
 
 
-class InstitutionPageSchema(ma.Schema):
-    items = fields.List(fields.Nested(InstitutionSchema), required=True)
-    next_cursor = fields.String(allow_none=True, required=True)
+InstitutionPageSchema = page_schema(InstitutionSchema, "InstitutionPageSchema")
 
 
 class DepartmentCreateSchema(StrictSchema):
@@ -105,9 +103,7 @@ class DepartmentSchema(ma.Schema):
     code = fields.String(required=True)
 
 
-class DepartmentListSchema(ma.Schema):
-    items = fields.List(fields.Nested(DepartmentSchema), required=True)
-    next_cursor = fields.String(allow_none=True, required=True)
+DepartmentListSchema = page_schema(DepartmentSchema, "DepartmentListSchema")
 
 
 class RosterImportResultSchema(ma.Schema):
@@ -127,9 +123,7 @@ class RosterEntrySchema(ma.Schema):
     bound = fields.Boolean(required=True)
 
 
-class RosterPageSchema(ma.Schema):
-    items = fields.List(fields.Nested(RosterEntrySchema), required=True)
-    next_cursor = fields.String(allow_none=True, required=True)
+RosterPageSchema = page_schema(RosterEntrySchema, "RosterPageSchema")
 
 
 class InviteCreateSchema(StrictSchema):
@@ -168,9 +162,7 @@ class DeviceListArgsSchema(ma.Schema):
     institution_id = fields.Integer(required=True, validate=validate.Range(min=1, max=2**31 - 1))
 
 
-class DeviceListSchema(ma.Schema):
-    items = fields.List(fields.Nested(DeviceSchema), required=True)
-    next_cursor = fields.String(allow_none=True, required=True)
+DeviceListSchema = page_schema(DeviceSchema, "DeviceListSchema")
 
 
 class AdminCreateSchema(StrictSchema):
