@@ -7,6 +7,9 @@ from typing import Any
 
 import marshmallow as ma
 from flask import Flask, g, jsonify
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("lvbao.errors")
@@ -40,8 +43,9 @@ class ApiError(Exception):
         status: int,
         code: str | None = None,
         message: str | None = None,
-        errors: dict[str, Any] | None = None,
+        errors: dict[str, Any] | list[Any] | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ):
         default_code, default_message = DEFAULT_ERRORS.get(status, (f"http_{status}", "请求失败"))
         self.status = status
@@ -49,6 +53,8 @@ class ApiError(Exception):
         self.message = message or default_message
         self.errors = errors
         self.headers = headers or {}
+        # Fields an endpoint's contract adds to the error shape (e.g. the roster import's `imported`).
+        self.extra = extra or {}
         super().__init__(f"{status} {self.code}")
 
 
@@ -58,7 +64,9 @@ class ErrorSchema(ma.Schema):
     code = ma.fields.String(required=True, metadata={"description": "stable machine word"})
     message = ma.fields.String(required=True, metadata={"description": "message for people, in Chinese"})
     status = ma.fields.Integer(required=True)
-    errors = ma.fields.Dict(metadata={"description": "field -> list of messages"})
+    errors = ma.fields.Raw(
+        metadata={"description": "field -> list of messages; a roster import lists [{row, errors}]"}
+    )
     request_id = ma.fields.String(allow_none=True)
 
 
@@ -71,6 +79,8 @@ def error_response(error: ApiError):
     }
     if error.errors:
         payload["errors"] = error.errors
+    for name, value in error.extra.items():
+        payload.setdefault(name, value)
     response = jsonify(payload)
     response.status_code = error.status
     for name, value in error.headers.items():
@@ -117,6 +127,15 @@ def from_http_exception(exc: HTTPException) -> ApiError:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, error_response)
     app.register_error_handler(HTTPException, lambda exc: error_response(from_http_exception(exc)))
+
+    def dependency_down(exc: Exception):
+        # A database or Redis that is down or timing out: the client may retry later; it is not a bug.
+        log.warning("dependency unavailable", extra={"error_type": type(exc).__name__})
+        return error_response(ApiError(503, headers={"Retry-After": "5"}))
+
+    app.register_error_handler(RedisConnectionError, dependency_down)
+    app.register_error_handler(RedisTimeoutError, dependency_down)
+    app.register_error_handler(OperationalError, dependency_down)
 
     def unexpected(exc: Exception):
         log.exception("unhandled error", extra={"error_type": type(exc).__name__})

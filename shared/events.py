@@ -44,19 +44,21 @@ class Event:
 
     @staticmethod
     def from_message(message: dict[str, Any]) -> Event:
+        """Rebuild an event; fields a newer producer added are ignored, so consumers can lag behind."""
         cls = Event.registry.get(message.get("type", ""))
         if cls is None:
             raise ValueError(f"unknown event type {message.get('type')!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
         return cls(
             event_id=message["event_id"],
             occurred_at=datetime.fromisoformat(message["occurred_at"]),
-            **message["data"],
+            **{k: v for k, v in message["data"].items() if k in known},
         )
 
 
 @dataclass(frozen=True, kw_only=True)
-class EmployeeBound(Event):
-    """A WeChat user was bound to a roster entry: services that rank or serve employees learn who they are."""
+class EmployeeFacts(Event):
+    """Who a bound employee is, as the services that rank or serve employees need to know."""
 
     user_id: int
     institution_id: int
@@ -65,9 +67,20 @@ class EmployeeBound(Event):
     nickname: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class EmployeeBound(EmployeeFacts):
+    """A WeChat user was bound to a roster entry."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmployeeUpdated(EmployeeFacts):
+    """A bound employee's department or nickname changed (a roster re-import)."""
+
+
 # Which services consume each event type. The producer's outbox writes one row per consumer.
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "EmployeeBound": ("points",),
+    "EmployeeUpdated": ("points",),
 }
 
 

@@ -192,7 +192,7 @@ def _whoami_blueprint() -> Blueprint:
 
     @blp.route("/whoami")
     class WhoAmI(MethodView):
-        @require_auth()
+        @require_auth(devices=True)
         @blp.response(200, PrincipalSchema)
         def get(self):
             """Who the bearer token says the caller is (any valid user or device token)."""

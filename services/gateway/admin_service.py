@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from services.gateway.config import INVITE_TTL, ROSTER_MAX_ROWS
-from services.gateway.models import Admin, Department, Device, Institution, Invite, RosterEntry
+from services.gateway.models import Admin, Department, Device, Institution, Invite, RosterEntry, User, infra
 from services.gateway.service import passwords, token_hash
 from shared import clock
 from shared.auth.guards import REVOKED_DEVICES_KEY, Principal
@@ -24,6 +24,8 @@ from shared.auth.tokens import TokenIssuer
 from shared.config import Settings
 from shared.db import Database
 from shared.errors import ApiError
+from shared.events import EmployeeUpdated
+from shared.outbox import record_event
 
 ROSTER_COLUMNS = ["employee_no", "name", "phone", "department_code"]
 EMPLOYEE_NO = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -164,24 +166,64 @@ class AdminService:
                 rows, errors = self._parse_roster_rows(reader, len(header), departments)
             except csv.Error as exc:
                 raise ApiError(422, "roster_invalid", "名册文件不是有效的 CSV", errors={"_file": [str(exc)]}) from exc
+            errors += self._phone_conflicts(rows, existing)
             if errors:
+                errors.sort(key=lambda e: e["row"])
                 raise ApiError(
                     422, "roster_invalid",
                     f"名册有 {len(errors)} 行错误（第 {errors[0]['row']} 行起），未导入任何记录",
-                    errors={str(e["row"]): e["errors"] for e in errors},
+                    errors=errors,
+                    extra={"imported": 0},
                 )
             created = updated = 0
             for row in rows:
+                row.pop("row")
+                if row["nickname"] is None:
+                    row.pop("nickname")  # an empty nickname cell keeps the one on file
                 entry = existing.get(row["employee_no"])
                 if entry is None:
                     uow.session.add(RosterEntry(institution_id=institution_id, **row))
                     created += 1
-                else:
-                    for key, value in row.items():
-                        setattr(entry, key, value)
-                    updated += 1
-            uow.commit()
+                    continue
+                for key, value in row.items():
+                    setattr(entry, key, value)
+                updated += 1
+                if entry.user_id is not None:
+                    self._follow_bound_employee(uow, entry)
+            try:
+                uow.commit()
+            except IntegrityError as exc:  # another import of the same institution committed meanwhile
+                raise ApiError(409, "roster_import_conflict", "名册正在被同时导入，请稍后重试") from exc
             return {"imported": created + updated, "created": created, "updated": updated, "errors": []}
+
+    @staticmethod
+    def _phone_conflicts(rows: list[dict[str, Any]], existing: dict[str, RosterEntry]) -> list[dict[str, Any]]:
+        """Rows whose phone another employee of the institution would still have after the import."""
+        phones = {number: entry.phone for number, entry in existing.items()}
+        phones.update({row["employee_no"]: row["phone"] for row in rows})
+        holders: dict[str, list[str]] = {}
+        for number, phone in phones.items():
+            holders.setdefault(phone, []).append(number)
+        return [
+            {"row": row["row"], "errors": {"phone": [
+                "already used by " + ", ".join(n for n in holders[row["phone"]] if n != row["employee_no"])
+            ]}}
+            for row in rows
+            if len(holders[row["phone"]]) > 1 and any(n not in {r["employee_no"] for r in rows}
+                                                      for n in holders[row["phone"]])
+        ]
+
+    @staticmethod
+    def _follow_bound_employee(uow, entry: RosterEntry) -> None:
+        """A bound employee's new department or nickname reaches their account and the other services."""
+        user = uow.session.get(User, entry.user_id)
+        user.department_id = entry.department_id
+        if entry.nickname:
+            user.nickname = entry.nickname
+        record_event(uow, infra, EmployeeUpdated(
+            user_id=user.id, institution_id=entry.institution_id, department_id=entry.department_id,
+            employee_no=entry.employee_no, nickname=user.nickname,
+        ))
 
     @staticmethod
     def _parse_roster_rows(reader, width: int, departments: dict[str, int]):
@@ -222,7 +264,7 @@ class AdminService:
             if problems:
                 errors.append({"row": number, "errors": problems})
                 continue
-            rows.append({"employee_no": employee_no, "name": name, "phone": phone,
+            rows.append({"row": number, "employee_no": employee_no, "name": name, "phone": phone,
                          "department_id": departments[department_code], "nickname": nickname})
         return rows, errors
 
@@ -296,8 +338,9 @@ class AdminService:
         """Revoke at once: the Redis revocation set first (fail closed), then the record of it."""
         with self.db.uow() as uow:
             device = uow.session.get(Device, device_id)
-            if device is None or not principal.can_access_institution(device.institution_id):
+            if device is None:
                 raise ApiError(404, "device_not_found", "设备不存在")
+            principal.ensure_institution(device.institution_id)
             try:
                 self.redis.sadd(REVOKED_DEVICES_KEY, str(device.id))
             except RedisError as exc:

@@ -41,6 +41,9 @@ class KeyRing:
             ).first()
             if row is not None:
                 return SigningKey(row.kid, row.private_pem, row.public_jwk)
+            if uow.session.scalars(select(SigningKeyRecord.kid).limit(1)).first() is not None:
+                # Keys exist but none may sign yet: making one now would sign with a key no verifier has.
+                raise ApiError(503, "no_signing_key", "签名密钥尚未生效，请稍后再试")
         return self.rotate(lead_seconds=0)
 
     def rotate(self, lead_seconds: int = DEFAULT_PUBLISH_LEAD_SECONDS) -> SigningKey:
@@ -66,11 +69,16 @@ class KeyRing:
             row = uow.session.get(SigningKeyRecord, kid)
             if row is None:
                 raise ApiError(404, "key_not_found", "签名密钥不存在")
-            active = uow.session.scalars(
-                select(SigningKeyRecord.kid).where(SigningKeyRecord.retired_at.is_(None))
-            ).all()
-            if row.retired_at is None and len(active) == 1:
-                raise ApiError(409, "last_key", "不能停用唯一的签名密钥，请先轮换")
+            # Another key must already be signing: a key published but not yet active does not count.
+            others_signing = uow.session.scalars(
+                select(SigningKeyRecord.kid).where(
+                    SigningKeyRecord.retired_at.is_(None),
+                    SigningKeyRecord.activates_at <= clock.now(),
+                    SigningKeyRecord.kid != kid,
+                )
+            ).first()
+            if row.retired_at is None and others_signing is None:
+                raise ApiError(409, "last_key", "不能停用唯一在用的签名密钥，请先轮换并等待新密钥生效")
             row.retired_at = row.retired_at or clock.now()
             uow.commit()
 

@@ -147,16 +147,30 @@ class AuthService:
                 raise INVALID_REFRESH
             spent = uow.session.execute(
                 update(RefreshToken)
-                .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
+                .where(
+                    RefreshToken.id == row.id,
+                    RefreshToken.used_at.is_(None),
+                    # Re-checked under the row lock: a concurrent reuse may have revoked the family meanwhile.
+                    RefreshToken.revoked_at.is_(None),
+                )
                 .values(used_at=now)
             ).rowcount
             if not spent:
+                uow.rollback()
+                if self._family_revoked(row.family_id):
+                    raise INVALID_REFRESH
                 self._revoke_family(uow, row.family_id)
                 uow.commit()
                 raise ApiError(401, "refresh_token_reused", "登录凭证已被使用，为安全起见请重新登录")
             pair = self._issue_pair(uow, issuer, row.subject, family_id=row.family_id)
             uow.commit()
             return pair
+
+    def _family_revoked(self, family_id: str) -> bool:
+        with self.db.uow() as uow:
+            return uow.session.scalars(
+                select(RefreshToken.id).where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_not(None))
+            ).first() is not None
 
     def _revoke_family(self, uow: UnitOfWork, family_id: str) -> None:
         uow.session.execute(
@@ -185,9 +199,13 @@ class AuthService:
             uow.commit()
 
     def admin_login(self, username: str, password: str) -> dict[str, Any]:
-        failures_key = f"lvbao:auth:admin_failures:{username.lower()}"
-        failures = int(self.redis.get(failures_key) or 0)
-        if failures >= ADMIN_LOGIN_MAX_FAILURES:
+        # Count the attempt before checking it (atomic INCR), so parallel guesses cannot all slip under the limit.
+        failures_key = f"lvbao:auth:admin_attempts:{username}"
+        pipe = self.redis.pipeline()
+        pipe.incr(failures_key)
+        pipe.expire(failures_key, ADMIN_LOGIN_WINDOW_SECONDS, nx=True)
+        attempts, _ = pipe.execute()
+        if attempts > ADMIN_LOGIN_MAX_FAILURES:
             retry = max(1, self.redis.ttl(failures_key))
             raise ApiError(
                 429, "too_many_attempts", "登录失败次数过多，请稍后再试", headers={"Retry-After": str(retry)}
@@ -201,10 +219,6 @@ class AuthService:
         except (VerificationError, InvalidHashError):
             ok = False
         if not ok:
-            pipe = self.redis.pipeline()
-            pipe.incr(failures_key)
-            pipe.expire(failures_key, ADMIN_LOGIN_WINDOW_SECONDS)
-            pipe.execute()
             raise ApiError(401, "invalid_credentials", "用户名或密码错误")
         self.redis.delete(failures_key)
         new_hash = passwords.hash(password) if passwords.check_needs_rehash(admin.password_hash) else None
@@ -246,18 +260,31 @@ class AuthService:
                     raise ApiError(422, "invite_code_invalid", "邀请码无效或已过期",
                                    errors={"invite_code": ["invalid, used or expired"]})
                 entry = uow.session.get(RosterEntry, invite.roster_entry_id)
+            taken = ApiError(409, "roster_entry_taken", "该员工身份已被其他微信账号绑定")
             if entry.user_id is not None:
-                raise ApiError(409, "roster_entry_taken", "该员工身份已被其他微信账号绑定")
+                raise taken
             now = clock.now()
-            entry.user_id = user.id
-            if invite is not None:
-                invite.used_at = now
-            user.institution_id = entry.institution_id
-            user.department_id = entry.department_id
-            user.employee_no = entry.employee_no
-            if entry.nickname:
-                user.nickname = entry.nickname
-            user.bound_at = now
+            # Conditional updates: of two binds racing for one entry, invite or user, exactly one wins.
+            claimed = uow.session.execute(
+                update(RosterEntry).where(RosterEntry.id == entry.id, RosterEntry.user_id.is_(None))
+                .values(user_id=user.id)
+            ).rowcount
+            if not claimed:
+                raise taken
+            if invite is not None and not uow.session.execute(
+                update(Invite).where(Invite.id == invite.id, Invite.used_at.is_(None)).values(used_at=now)
+            ).rowcount:
+                raise ApiError(422, "invite_code_invalid", "邀请码无效或已过期",
+                               errors={"invite_code": ["invalid, used or expired"]})
+            nickname = entry.nickname or user.nickname
+            if not uow.session.execute(
+                update(User).where(User.id == user.id, User.bound_at.is_(None)).values(
+                    institution_id=entry.institution_id, department_id=entry.department_id,
+                    employee_no=entry.employee_no, nickname=nickname, bound_at=now,
+                )
+            ).rowcount:
+                raise ApiError(409, "already_bound", "该微信账号已绑定员工身份")
+            uow.session.refresh(user)
             record_event(
                 uow,
                 infra,
@@ -269,8 +296,5 @@ class AuthService:
                     nickname=user.nickname,
                 ),
             )
-            try:
-                uow.commit()
-            except IntegrityError as exc:  # the entry was bound by someone else at the same moment
-                raise ApiError(409, "roster_entry_taken", "该员工身份已被其他微信账号绑定") from exc
+            uow.commit()
             return user_view(user)

@@ -82,6 +82,10 @@ class WeChatClient:
             lock = secrets.token_hex(8)
             if self.redis.set(TOKEN_LOCK_KEY, lock, nx=True, ex=int(self.timeout) + 5):
                 try:
+                    # The previous holder may have just cached a fresh token: a second fetch would kill it.
+                    cached = self.redis.get(TOKEN_KEY)
+                    if cached is not None and cached.decode() != stale:
+                        return cached.decode()
                     return self._fetch_token()
                 finally:
                     if self.redis.get(TOKEN_LOCK_KEY) == lock.encode():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from services.points.models import Member
 from shared.db import UnitOfWork
-from shared.events import EmployeeBound
+from shared.events import EmployeeFacts
 
 
-def remember_member(uow: UnitOfWork, event: EmployeeBound) -> None:
+def remember_member(uow: UnitOfWork, event: EmployeeFacts) -> None:
     """Record (or update) who the employee is, for receipts and boards."""
     member = uow.session.get(Member, event.user_id)
     if member is None:
@@ -17,7 +17,8 @@ def remember_member(uow: UnitOfWork, event: EmployeeBound) -> None:
     member.department_id = event.department_id
     member.employee_no = event.employee_no
     member.nickname = event.nickname
-    member.bound_at = event.occurred_at
+    if member.bound_at is None:
+        member.bound_at = event.occurred_at
 
 
-HANDLERS = {"EmployeeBound": remember_member}
+HANDLERS = {"EmployeeBound": remember_member, "EmployeeUpdated": remember_member}

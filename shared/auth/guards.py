@@ -11,7 +11,7 @@ from typing import Any
 from flask import current_app, g, request
 from flask_smorest import Blueprint
 
-from shared.auth.tokens import InvalidToken
+from shared.auth.tokens import InvalidToken, KeysUnavailable
 from shared.errors import ApiError
 
 log = logging.getLogger("lvbao.auth")
@@ -42,17 +42,21 @@ class Principal:
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> Principal:
         roles = claims.get("roles")
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        if not isinstance(roles, list) or not roles or not all(isinstance(r, str) for r in roles):
             raise InvalidToken("roles claim missing")
+        device = claims["typ"] == "device"
+        # A device token carries only device roles and a device id; a person's token never a device role.
+        if device != bool(set(roles) & DEVICE_ROLES) or (device and not set(roles) <= DEVICE_ROLES):
+            raise InvalidToken("roles do not match the token type")
         return cls(
             subject=claims["sub"],
             token_type=claims["typ"],
             roles=frozenset(roles),
             institution_id=_int_or_none(claims.get("inst")),
-            department_id=_int_or_none(claims.get("dept")),
-            user_id=_int_or_none(claims.get("uid")),
-            device_id=_int_or_none(claims.get("did")),
-            bound=bool(claims.get("bound", False)),
+            department_id=None if device else _int_or_none(claims.get("dept")),
+            user_id=None if device else _int_or_none(claims.get("uid")),
+            device_id=_int_or_none(claims.get("did")) if device else None,
+            bound=False if device else bool(claims.get("bound", False)),
             claims=claims,
         )
 
@@ -102,6 +106,9 @@ def authenticate() -> Principal:
     token = _bearer_token()
     try:
         principal = Principal.from_claims(ctx.verifier.verify(token))
+    except KeysUnavailable as exc:
+        log.warning("token not checked: signing keys unavailable")
+        raise ApiError(503, "service_unavailable", "服务暂不可用，请稍后再试", headers={"Retry-After": "5"}) from exc
     except InvalidToken as exc:
         log.info("token rejected", extra={"reason": str(exc)})
         raise ApiError(
@@ -121,15 +128,19 @@ def authenticate() -> Principal:
     return principal
 
 
-def require_auth(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorate a view: a valid token is required, and one of ``roles`` when any are named."""
+def require_auth(*roles: str, devices: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a view: a valid token is required, and one of ``roles`` when any are named.
+
+    Device tokens (stations, screens) pass only where a device role is named or ``devices=True``.
+    """
     wanted = frozenset(roles)
+    devices_welcome = devices or bool(wanted & DEVICE_ROLES)
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             principal = authenticate()
-            if wanted and not (principal.roles & wanted):
+            if (wanted and not (principal.roles & wanted)) or (principal.device_id is not None and not devices_welcome):
                 raise ApiError(403, "forbidden_role", "当前身份无权执行此操作")
             return view(*args, **kwargs)
 

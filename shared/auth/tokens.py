@@ -35,6 +35,10 @@ class InvalidToken(Exception):
     """The token is not one we issued, or not any more (the reason is for logs, never for clients)."""
 
 
+class KeysUnavailable(InvalidToken):
+    """No signing keys could be loaded at all: the verifier cannot decide (503, not 401)."""
+
+
 @dataclass(frozen=True)
 class SigningKey:
     kid: str
@@ -119,8 +123,12 @@ class JwksKeySource:
         response.raise_for_status()
         keys = {}
         for jwk in response.json().get("keys", []):
-            if jwk.get("alg") == ALGORITHM and isinstance(jwk.get("kid"), str):
+            if not isinstance(jwk, dict) or jwk.get("alg") != ALGORITHM or not isinstance(jwk.get("kid"), str):
+                continue
+            try:
                 keys[jwk["kid"]] = jwt.PyJWK(jwk, algorithm=ALGORITHM)
+            except jwt.PyJWTError as exc:
+                log.warning("jwks entry skipped", extra={"kid": jwk["kid"], "error": str(exc)})
         self._keys = keys
         self._fetched_at = clock.now().timestamp()
 
@@ -136,10 +144,10 @@ class JwksKeySource:
                 if self._stale(kid):
                     try:
                         self._refresh()
-                    except (requests.RequestException, ValueError) as exc:
+                    except (requests.RequestException, ValueError, AttributeError, jwt.PyJWTError) as exc:
                         log.warning("jwks fetch failed", extra={"url": self.url, "error": str(exc)})
                         if not self._keys:
-                            raise InvalidToken("signing keys unavailable") from exc
+                            raise KeysUnavailable("signing keys unavailable") from exc
                         # Keep the keys we have; try again after the minimum interval, not on every request.
                         self._fetched_at = clock.now().timestamp() - self.cache_seconds + self.min_refresh_seconds
         return self._keys.get(kid)

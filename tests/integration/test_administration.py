@@ -75,9 +75,9 @@ def test_roster_with_one_bad_row_imports_nothing_and_names_the_row(api, pilot, p
     result = _import(api, province_token, pilot.institution_id, csv_text)
     assert result.status_code == 422
     body = result.json()
-    assert body["code"] == "roster_invalid"
-    assert list(body["errors"]) == ["3"]  # spreadsheet row 3: the header is row 1
-    assert "department_code" in body["errors"]["3"]
+    assert body["code"] == "roster_invalid" and body["imported"] == 0
+    assert [e["row"] for e in body["errors"]] == [3]  # spreadsheet row 3: the header is row 1
+    assert "department_code" in body["errors"][0]["errors"]
     assert "第 3 行" in body["message"]
     assert _roster(api, province_token, pilot.institution_id) == before
 
@@ -87,10 +87,10 @@ def test_roster_checks_duplicates_columns_and_header(api, pilot, province_token)
                     "employee_no,name,phone,department_code\nE1,甲,13900000021,office\nE1,乙,13900000021,office\n"
                     "E3,丙,12,office,extra\n")
     assert dupes.status_code == 422
-    errors = dupes.json()["errors"]
-    assert set(errors) == {"3", "4"}
-    assert "employee_no" in errors["3"] and "phone" in errors["3"]
-    assert "_row" in errors["4"]
+    errors = {e["row"]: e["errors"] for e in dupes.json()["errors"]}
+    assert set(errors) == {3, 4}
+    assert "employee_no" in errors[3] and "phone" in errors[3]
+    assert "_row" in errors[4]
     header = _import(api, province_token, pilot.institution_id, "id,name\n1,x\n")
     assert header.status_code == 422 and header.json()["code"] == "roster_header_invalid"
     not_csv = api.post(f"/api/auth/institutions/{pilot.institution_id}/roster", json={"a": 1}, token=province_token)
@@ -222,3 +222,53 @@ def test_admin_accounts(api, pilot, province_token, institution_admin):
     assert escalate.status_code == 403
     me = api.get("/api/auth/me", token=institution_admin).json()
     assert me["roles"] == ["admin"] and me["institution_id"] == pilot.institution_id
+
+
+def test_a_phone_another_employee_keeps_is_refused(api, pilot, province_token):
+    taken = _import(api, province_token, pilot.institution_id,
+                    "employee_no,name,phone,department_code\nE9301,新人,13800000005,office\n")
+    assert taken.status_code == 422
+    assert taken.json()["errors"] == [{"row": 2, "errors": {"phone": ["already used by E1006"]}}]
+
+
+def test_reimport_moves_a_bound_employee_everywhere(api, pilot, province_token, databases, redis_client, settings):
+    from services.gateway.models import infra as gateway_infra
+    from shared.outbox import OutboxRelay, queue_for
+
+    pair = pilot.employee("o-mover", "13800000001")  # E1002
+    moved = _import(api, province_token, pilot.institution_id,
+                    "employee_no,name,phone,department_code,nickname\nE1002,李娜,13800000001,finance,\n")
+    assert moved.status_code == 200, moved.text
+    me = api.get("/api/auth/me", token=pair["access_token"]).json()
+    assert me["department_id"] == pilot.departments["finance"]
+    assert me["nickname"] == pair["user"]["nickname"]  # an empty nickname cell keeps the one on file
+    relay = OutboxRelay("gateway", databases["gateway"], gateway_infra, redis_client)
+    relay.relay_once()
+    jobs = [job.args[0] for job in queue_for("points", redis_client).get_jobs()]
+    types = [m["type"] for batch in jobs for m in batch]
+    assert types == ["EmployeeBound", "EmployeeUpdated"]
+
+
+def test_admin_cannot_revoke_another_institutions_device(api, pilot, province_token, institution_admin,
+                                                         other_institution):
+    theirs = api.post("/api/auth/devices", json={"kind": "station", "institution_id": other_institution,
+                                                 "name": "外单位"}, token=province_token).json()
+    refused = api.delete(f"/api/auth/devices/{theirs['id']}", token=institution_admin)
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden_institution"
+    assert api.get("/api/points/whoami", token=theirs["token"]).status_code == 200
+
+
+def test_device_tokens_are_refused_where_people_act(api, pilot, province_token):
+    for kind in ("station", "screen"):
+        device = api.post("/api/auth/devices", json={"kind": kind, "institution_id": pilot.institution_id,
+                                                     "name": kind}, token=province_token).json()
+        for method, path, body in [
+            ("GET", "/api/auth/me", None),
+            ("POST", "/api/auth/bind", {"invite_code": "ABCDEFGH"}),
+            ("POST", "/api/auth/logout", {}),
+            ("GET", "/api/auth/institutions", None),
+            ("GET", f"/api/auth/institutions/{pilot.institution_id}/roster", None),
+            ("POST", "/api/auth/devices", {"kind": "screen", "institution_id": pilot.institution_id, "name": "x"}),
+        ]:
+            response = api.request(method, path, json=body, token=device["token"])
+            assert response.status_code == 403, (kind, path, response.text)
