@@ -114,7 +114,10 @@ def cmd_relay(args: argparse.Namespace) -> int:
         relays,
         poll_interval=args.poll_interval,
         should_stop=stop.is_set,
-        periodic=[(60.0, admin.republish_revocations)],
+        periodic=[
+            (60.0, admin.republish_revocations),
+            *[(60.0, relay.redeliver_unacknowledged) for relay in relays],
+        ],
     )
     return 0
 

@@ -1,11 +1,19 @@
-"""Idempotent consumption: an event's effect and its "processed" mark commit together, once."""
+"""Idempotent consumption: an event's effect and its "processed" mark commit together, once.
+
+After a batch, the consumer acknowledges every message it is done with (applied, already applied, not its
+business, or dead-lettered) to the producer through Redis; the producer's relay re-sends what stays
+unacknowledged (see :mod:`shared.outbox`). A lost acknowledgement only causes a harmless re-delivery.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 
 from shared.db import Database, UnitOfWork
@@ -18,52 +26,92 @@ log = logging.getLogger("lvbao.consumer")
 Handler = Callable[[UnitOfWork, Any], None]
 
 
+def ack_key(producer: str) -> str:
+    return f"lvbao:outbox:acks:{producer}"
+
+
+def dead_letter_key(service: str) -> str:
+    return f"lvbao:dead_letters:{service}"
+
+
 def consume(
     service: str,
     db: Database,
     models: InfraModels,
     handlers: Mapping[str, Handler],
     messages: list[dict[str, Any]],
+    redis: Redis | None = None,
 ) -> dict[str, int]:
-    """Apply each message at most once; returns counts of applied, duplicate and ignored messages.
+    """Apply each message at most once; returns counts of applied, duplicate, ignored and dead messages.
 
-    A handler that raises fails the job (RQ retries it); messages applied before it stay applied and are
-    skipped as duplicates on the retry.
+    A message that cannot be read at all is dead-lettered (kept in Redis for people to look at) instead of
+    blocking the batch. A handler that raises fails the job (RQ retries it); messages applied before it stay
+    applied, are acknowledged, and are skipped as duplicates on the retry.
     """
-    counts = {"applied": 0, "duplicate": 0, "ignored": 0}
-    for message in messages:
-        event = Event.from_message(message)
-        handler = handlers.get(event.type)
-        if handler is None:
-            counts["ignored"] += 1
-            EVENTS_CONSUMED.labels(service, event.type, "ignored").inc()
-            continue
-        with db.uow() as uow:
-            uow.session.add(models.processed(event_id=event.event_id, event_type=event.type))
-            try:
-                # The primary key is the guard: a concurrent or repeated delivery fails here (or waits for
-                # the first delivery's transaction and then fails).
-                uow.session.flush()
-            except IntegrityError:
-                uow.rollback()
-                counts["duplicate"] += 1
-                EVENTS_CONSUMED.labels(service, event.type, "duplicate").inc()
-                continue
-            handler(uow, event)
-            try:
-                uow.commit()
-            except IntegrityError:
-                uow.rollback()
-                if not _already_processed(db, models, event.event_id):
-                    raise
-                # A concurrent delivery of the same event committed first.
-                counts["duplicate"] += 1
-                EVENTS_CONSUMED.labels(service, event.type, "duplicate").inc()
-                continue
-        counts["applied"] += 1
-        EVENTS_CONSUMED.labels(service, event.type, "applied").inc()
+    counts = {"applied": 0, "duplicate": 0, "ignored": 0, "dead": 0}
+    done: list[dict[str, Any]] = []
+    try:
+        for message in messages:
+            outcome = _consume_one(service, db, models, handlers, message, redis)
+            counts[outcome] += 1
+            done.append(message)
+    finally:
+        _acknowledge(service, done, redis)
     log.info("events consumed", extra={"service": service, **counts})
     return counts
+
+
+def _consume_one(service, db, models, handlers, message, redis) -> str:
+    event_type = message.get("type") if isinstance(message, dict) else None
+    handler = handlers.get(event_type) if isinstance(event_type, str) else None
+    if handler is None:
+        EVENTS_CONSUMED.labels(service, str(event_type), "ignored").inc()
+        return "ignored"
+    try:
+        event = Event.from_message(message)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("unreadable event dead-lettered", extra={"service": service, "error": str(exc)})
+        if redis is not None:
+            redis.rpush(dead_letter_key(service), json.dumps({"message": message, "error": str(exc)}, default=str))
+        EVENTS_CONSUMED.labels(service, event_type, "dead").inc()
+        return "dead"
+    with db.uow() as uow:
+        uow.session.add(models.processed(event_id=event.event_id, event_type=event.type))
+        try:
+            # The primary key is the guard: a concurrent or repeated delivery fails here (or waits for the
+            # first delivery's transaction and then fails).
+            uow.session.flush()
+        except IntegrityError:
+            uow.rollback()
+            EVENTS_CONSUMED.labels(service, event.type, "duplicate").inc()
+            return "duplicate"
+        handler(uow, event)
+        try:
+            uow.commit()
+        except IntegrityError:
+            uow.rollback()
+            if not _already_processed(db, models, event.event_id):
+                raise
+            EVENTS_CONSUMED.labels(service, event.type, "duplicate").inc()
+            return "duplicate"
+    EVENTS_CONSUMED.labels(service, event.type, "applied").inc()
+    return "applied"
+
+
+def _acknowledge(service: str, messages: list[dict[str, Any]], redis: Redis | None) -> None:
+    if redis is None or not messages:
+        return
+    by_producer: dict[str, list[str]] = {}
+    for message in messages:
+        if isinstance(message, dict) and isinstance(message.get("source"), str) and message.get("event_id"):
+            by_producer.setdefault(message["source"], []).append(f"{message['event_id']}:{service}")
+    try:
+        pipe = redis.pipeline()
+        for producer, members in by_producer.items():
+            pipe.sadd(ack_key(producer), *members)
+        pipe.execute()
+    except RedisError as exc:
+        log.warning("acknowledgements lost; the producer will re-send", extra={"error": str(exc)})
 
 
 def _already_processed(db: Database, models: InfraModels, event_id: str) -> bool:
@@ -75,7 +123,7 @@ def events_job(service: str, runtime: Any, models: InfraModels, handlers: Mappin
     """The ``handle_events`` RQ job of a service: its queue's one entry point (see shared.outbox.handler_path)."""
 
     def handle_events(messages: list[dict[str, Any]]) -> dict[str, int]:
-        return consume(service, runtime.db, models, handlers, messages)
+        return consume(service, runtime.db, models, handlers, messages, runtime.redis)
 
     handle_events.__qualname__ = handle_events.__name__ = "handle_events"
     handle_events.__module__ = f"services.{service}.tasks"

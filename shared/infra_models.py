@@ -25,7 +25,7 @@ class InfraModels:
 
 def make_infra_models(base: type[DeclarativeBase]) -> InfraModels:
     class OutboxMessage(base):  # type: ignore[misc, valid-type]
-        """An event waiting to be handed to one consumer's queue; written in the transaction that caused it."""
+        """An event for one consumer, written in the transaction that caused it, kept until acknowledged."""
 
         __tablename__ = "outbox"
         __table_args__ = (
@@ -36,6 +36,12 @@ def make_infra_models(base: type[DeclarativeBase]) -> InfraModels:
                 postgresql_where=text("published_at IS NULL"),
                 sqlite_where=text("published_at IS NULL"),
             ),
+            Index(
+                "ix_outbox_unacked",
+                "published_at",
+                postgresql_where=text("acked_at IS NULL"),
+                sqlite_where=text("acked_at IS NULL"),
+            ),
         )
 
         id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -45,6 +51,8 @@ def make_infra_models(base: type[DeclarativeBase]) -> InfraModels:
         message: Mapped[dict] = mapped_column(JSON)
         created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=now)
         published_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+        # Set when the consumer says it is done with the event; until then the relay re-sends it now and then.
+        acked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
         attempts: Mapped[int] = mapped_column(Integer, default=0)
         last_error: Mapped[str | None] = mapped_column(Text)
 

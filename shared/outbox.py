@@ -2,8 +2,10 @@
 
 A use case calls :func:`record_event` inside its unit of work, so the event is stored if and only if the
 change that caused it is. The relay reads unpublished rows, enqueues them (one job per batch and queue) and
-marks them published. A crash between enqueue and mark re-sends the batch: delivery is at-least-once and
-consumers are idempotent (see :mod:`shared.consumer`).
+marks them published. A crash between enqueue and mark re-sends the batch. A row stays until its consumer
+acknowledges it; one published but unacknowledged for ``REDELIVER_AFTER`` (its job lost with a Redis that
+forgot it, or failed for good) is sent again. Delivery is at-least-once; consumers are idempotent (see
+:mod:`shared.consumer`).
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import timedelta
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
 from shared import clock
+from shared.consumer import ack_key
 from shared.db import Database, UnitOfWork
 from shared.events import Event, consumers_of
 from shared.infra_models import InfraModels
@@ -30,6 +34,10 @@ log = logging.getLogger("lvbao.outbox")
 
 # Retry intervals for a failed consumer job (seconds); the worker runs RQ's scheduler to honour them.
 RETRY_INTERVALS = [1, 5, 30, 120, 600]
+# Longer than a job's whole retry schedule, so a job still being retried is not sent twice for nothing.
+REDELIVER_AFTER = timedelta(minutes=15)
+# A message sent this often and never acknowledged is left for people (it fails every time).
+MAX_DELIVERIES = 10
 
 
 def handler_path(service: str) -> str:
@@ -43,7 +51,7 @@ def queue_for(service: str, redis: Redis) -> Queue:
 
 def record_event(uow: UnitOfWork, models: InfraModels, event: Event) -> None:
     """Store ``event`` in the outbox, one row per consuming service, in the caller's transaction."""
-    message = event.to_message()
+    message = {**event.to_message(), "source": models.outbox.__table__.schema}
     for destination in consumers_of(event):
         uow.session.add(
             models.outbox(
@@ -102,6 +110,42 @@ class OutboxRelay:
             uow.commit()
             return published
 
+    def collect_acks(self, batch: int = 1000) -> int:
+        """Mark acknowledged rows (consumers add ``event_id:destination`` to this producer's ack set)."""
+        Outbox = self.models.outbox
+        members = self.redis.spop(ack_key(self.service), batch) or []
+        if not members:
+            return 0
+        pairs = [m.decode().rsplit(":", 1) for m in members]
+        stamp = clock.now()
+        with self.db.uow() as uow:
+            for event_id, destination in pairs:
+                uow.session.execute(
+                    update(Outbox)
+                    .where(Outbox.event_id == event_id, Outbox.destination == destination, Outbox.acked_at.is_(None))
+                    .values(acked_at=stamp)
+                )
+            uow.commit()
+        return len(pairs)
+
+    def redeliver_unacknowledged(self) -> int:
+        """Send again what was published long ago and never acknowledged."""
+        Outbox = self.models.outbox
+        with self.db.uow() as uow:
+            count = uow.session.execute(
+                update(Outbox)
+                .where(
+                    Outbox.acked_at.is_(None),
+                    Outbox.published_at < clock.now() - REDELIVER_AFTER,
+                    Outbox.attempts < MAX_DELIVERIES,
+                )
+                .values(published_at=None)
+            ).rowcount
+            uow.commit()
+        if count:
+            log.warning("re-sending unacknowledged events", extra={"service": self.service, "count": count})
+        return count
+
     def backlog(self) -> int:
         Outbox = self.models.outbox
         with self.db.uow() as uow:
@@ -136,10 +180,14 @@ def run_relays(
         try:
             for relay in relays:
                 moved += relay.relay_once()
+                relay.collect_acks()
             backoff = poll_interval
-        except (RedisError, DBAPIError) as exc:
-            # Redis or the database is away: the outbox keeps everything; try again, backing off.
-            log.warning("relay paused", extra={"error": str(exc).splitlines()[0], "retry_in": backoff})
+        except Exception as exc:
+            # Redis or the database is away (or anything else went wrong): the outbox keeps everything.
+            level = logging.WARNING if isinstance(exc, RedisError | DBAPIError) else logging.ERROR
+            log.log(level, "relay paused", exc_info=level == logging.ERROR,
+                    extra={"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                           "retry_in": backoff})
             time.sleep(backoff)
             backoff = min(backoff * 2, max_backoff)
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 import redis as redis_lib
@@ -13,6 +14,7 @@ from services.gateway.models import infra as gateway_infra
 from services.points import tasks as points_tasks
 from services.points.models import Member
 from services.points.models import infra as points_infra
+from shared import clock
 from shared.consumer import consume
 from shared.events import EmployeeBound
 from shared.outbox import OutboxRelay, queue_for, record_event
@@ -67,8 +69,8 @@ def test_redelivered_event_changes_nothing(databases, clean):
                employee_no=e.employee_no, nickname=e.nickname, bound_at=e.occurred_at))}
     first = consume("points", databases["points"], points_infra, handlers, [message])
     again = consume("points", databases["points"], points_infra, handlers, [message, message])
-    assert first == {"applied": 1, "duplicate": 0, "ignored": 0}
-    assert again == {"applied": 0, "duplicate": 2, "ignored": 0}
+    assert first == {"applied": 1, "duplicate": 0, "ignored": 0, "dead": 0}
+    assert again == {"applied": 0, "duplicate": 2, "ignored": 0, "dead": 0}
     assert _members(databases["points"]) == {7: "七"}
 
 
@@ -159,4 +161,53 @@ def test_every_queue_has_a_job_that_ignores_events_it_does_not_handle(service, s
     tasks = registry.module(service, "tasks")
     tasks.runtime.configure(settings, databases[service])
     event = EmployeeBound(user_id=1, institution_id=1, department_id=None, employee_no="E1", nickname="x")
-    assert tasks.handle_events([event.to_message()]) == {"applied": 0, "duplicate": 0, "ignored": 1}
+    assert tasks.handle_events([event.to_message()]) == {"applied": 0, "duplicate": 0, "ignored": 1, "dead": 0}
+
+
+def _record(db, event):
+    with db.uow() as uow:
+        record_event(uow, gateway_infra, event)
+        uow.commit()
+
+
+def _row(db, event_id):
+    with db.uow() as uow:
+        return uow.session.scalars(select(gateway_infra.outbox).where(gateway_infra.outbox.event_id == event_id)).one()
+
+
+def test_rows_stay_until_acknowledged_and_lost_jobs_are_sent_again(databases, clean, redis_client, points_runtime):
+    gateway = databases["gateway"]
+    event = EmployeeBound(user_id=300, institution_id=1, department_id=None, employee_no="E300", nickname="lost")
+    _record(gateway, event)
+    relay = OutboxRelay("gateway", gateway, gateway_infra, redis_client)
+    assert relay.relay_once() == 1
+    redis_client.delete("rq:queue:points")  # Redis loses the job (a restart without the last second of AOF)
+
+    clock.set_time(clock.now() + timedelta(minutes=14))
+    assert relay.redeliver_unacknowledged() == 0  # still inside a job's own retry schedule
+    clock.set_time(clock.now() + timedelta(minutes=2))
+    assert relay.redeliver_unacknowledged() == 1
+    assert relay.relay_once() == 1
+    _work(redis_client)
+    assert _members(databases["points"]) == {300: "lost"}
+    assert _row(gateway, event.event_id).acked_at is None
+    assert relay.collect_acks() == 1
+    row = _row(gateway, event.event_id)
+    assert row.acked_at is not None and row.attempts == 2
+    clock.set_time(clock.now() + timedelta(hours=1))
+    assert relay.redeliver_unacknowledged() == 0
+
+
+def test_unreadable_messages_are_dead_lettered_without_blocking_the_batch(databases, clean, redis_client):
+    from services.points.handlers import HANDLERS
+    from shared.consumer import dead_letter_key
+
+    good = EmployeeBound(user_id=400, institution_id=1, department_id=None, employee_no="E400", nickname="ok")
+    newer = {**good.to_message(), "event_id": "newer-producer", "data": {**good.to_message()["data"],
+                                                                          "user_id": 401, "added_later": 1}}
+    broken = {"type": "EmployeeBound", "event_id": "x", "source": "gateway", "data": {"user_id": 1}}
+    counts = consume("points", databases["points"], points_infra, HANDLERS,
+                     [broken, good.to_message(), newer, {"type": "SomethingElse"}], redis_client)
+    assert counts == {"applied": 2, "duplicate": 0, "ignored": 1, "dead": 1}
+    assert set(_members(databases["points"])) == {400, 401}
+    assert redis_client.llen(dead_letter_key("points")) == 1

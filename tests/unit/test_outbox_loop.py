@@ -19,11 +19,14 @@ class FakeRelay:
             raise step
         return step
 
+    def collect_acks(self):
+        return 0
+
 
 def test_run_relays_drains_backs_off_and_runs_periodic_chores(monkeypatch):
     sleeps: list[float] = []
     monkeypatch.setattr(outbox.time, "sleep", sleeps.append)
-    relay = FakeRelay([5, RedisConnectionError("down"), RedisConnectionError("down"), 3, 0])
+    relay = FakeRelay([5, RedisConnectionError("down"), RuntimeError("a bug somewhere"), 3, 0])
     chores: list[str] = []
 
     def chore():
@@ -34,6 +37,6 @@ def test_run_relays_drains_backs_off_and_runs_periodic_chores(monkeypatch):
     outbox.run_relays(
         [relay], poll_interval=0.1, max_backoff=10, should_stop=lambda: relay.calls >= 5, periodic=[(0.0, chore)]
     )
-    # work -> no sleep; two outages -> growing back-off; work; idle -> poll interval
+    # work -> no sleep; an outage and an unexpected error -> growing back-off, the relay lives on; work; idle
     assert sleeps == [0.1, 0.2, 0.1]
     assert len(chores) == 5  # runs every pass; a failing chore does not stop the relay

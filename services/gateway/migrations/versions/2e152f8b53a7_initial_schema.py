@@ -56,11 +56,21 @@ def upgrade() -> None:
         sa.Column("message", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("acked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
         sa.UniqueConstraint("event_id", "destination", name=op.f("uq_outbox_event_id_destination")),
         schema="gateway",
+    )
+    op.create_index(
+        "ix_outbox_unacked",
+        "outbox",
+        ["published_at"],
+        unique=False,
+        schema="gateway",
+        postgresql_where=sa.text("acked_at IS NULL"),
+        sqlite_where=sa.text("acked_at IS NULL"),
     )
     op.create_index(
         "ix_outbox_unpublished",
@@ -277,6 +287,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_gateway_refresh_tokens_family_id"), table_name="refresh_tokens", schema="gateway")
     op.drop_table("refresh_tokens", schema="gateway")
     op.drop_table("processed_events", schema="gateway")
+    op.drop_index("ix_outbox_unacked", table_name="outbox", schema="gateway")
     op.drop_index(
         "ix_outbox_unpublished",
         table_name="outbox",
