@@ -115,7 +115,7 @@ def _acknowledge(service: str, messages: list[dict[str, Any]], redis: Redis | No
 
 
 def _already_processed(db: Database, models: InfraModels, event_id: str) -> bool:
-    with db.uow() as uow:
+    with db.reader() as uow:
         return uow.session.get(models.processed, event_id) is not None
 
 

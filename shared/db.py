@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
+from flask import g, has_request_context
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -27,6 +28,10 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# Execution option marking a read-only unit of work (SQLite then skips the write lock).
+READ_ONLY = "lvbao_read_only"
 
 
 def make_base(schema: str) -> type[DeclarativeBase]:
@@ -103,8 +108,11 @@ def create_service_engine(database_url: str, schema: str, **kwargs: Any) -> Engi
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        # Take the write lock up front: SQLite's deferred transactions deadlock under concurrent writers.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")  # readers share the file (WAL) and never upgrade to writing
+        else:
+            # Take the write lock up front: deferred transactions that later write deadlock each other.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -121,14 +129,17 @@ class UnitOfWork:
     Callbacks registered with :meth:`after_commit` run once the commit has succeeded (enqueue-after-commit).
     """
 
-    def __init__(self, session_factory: sessionmaker[Session]):
+    def __init__(self, session_factory: sessionmaker[Session], read_only: bool = False):
         self._session_factory = session_factory
         self._after_commit: list[Callable[[], None]] = []
+        self.read_only = read_only
         self.session: Session
 
     def __enter__(self) -> Self:
         self.session = self._session_factory()
         self._after_commit = []
+        if self.read_only:
+            self.session.connection(execution_options={READ_ONLY: True})
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -137,7 +148,11 @@ class UnitOfWork:
         self.session.close()
 
     def commit(self) -> None:
+        if self.read_only:
+            raise RuntimeError("a read-only unit of work cannot commit")
         self.session.commit()
+        if has_request_context():
+            g.lvbao_committed = True  # an idempotent request that fails now must not free its key
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
             callback()
@@ -166,8 +181,12 @@ class Database:
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory)
 
+    def reader(self) -> UnitOfWork:
+        """A unit of work that only reads (on SQLite it takes no write lock)."""
+        return UnitOfWork(self.session_factory, read_only=True)
+
     def ping(self) -> None:
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
             conn.exec_driver_sql("SELECT 1")
 
     def dispose(self) -> None:

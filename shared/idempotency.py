@@ -2,8 +2,11 @@
 
 Same key and same body: the first response is replayed. Same key, different body: 422
 ``idempotency_key_reused``. While the first request is still running: 409 ``idempotency_key_in_use``. A key
-is scoped to the caller. Responses below 500 are kept; a 5xx or a crash frees the key so the client can retry.
-A claim left behind by a crashed process is taken over after ``STALE_AFTER``.
+is scoped to the caller. Responses below 500 are kept (with their Location and Retry-After headers). A 5xx
+or a crash frees the key so the client can retry, unless the request had already committed something: then
+the claim is kept and taken over only after ``STALE_AFTER``, and the effect's own unique constraints (an
+action is unique per caller and key) are the last guard against doing it twice. Completing or freeing a key
+is fenced by the claim, so a request that was taken over cannot overwrite its successor's answer.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
+import secrets
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -23,7 +28,10 @@ from sqlalchemy.exc import IntegrityError
 from shared import clock
 from shared.errors import ApiError, error_response
 
+log = logging.getLogger("lvbao.idempotency")
+
 HEADER = "Idempotency-Key"
+REPLAYED_HEADERS = ("Location", "Retry-After")
 MAX_KEY_LENGTH = 255
 STALE_AFTER = timedelta(seconds=60)
 
@@ -58,14 +66,17 @@ class IdempotencyStore:
         self.db = db
         self.model = model
 
-    def claim(self, principal: str, key: str, fingerprint: str) -> Response | None:
-        """Claim ``key`` for this request; returns the response to send instead when it is not ours to run."""
+    def claim(self, principal: str, key: str, fingerprint: str) -> tuple[str | None, Response | None]:
+        """Claim ``key``: ``(claim, None)`` when this request is to run, ``(None, response)`` to replay."""
         Record = self.model
+        claim = secrets.token_hex(16)
         with self.db.uow() as uow:
-            uow.session.add(Record(principal=principal, key=key, fingerprint=fingerprint, state="in_progress"))
+            uow.session.add(
+                Record(principal=principal, key=key, fingerprint=fingerprint, state="in_progress", claim=claim)
+            )
             try:
                 uow.commit()
-                return None
+                return claim, None
             except IntegrityError:
                 uow.rollback()
             record = uow.session.scalars(
@@ -84,36 +95,48 @@ class IdempotencyStore:
                 response = current_app.response_class(
                     record.response_body, status=record.response_status, mimetype="application/json"
                 )
+                response.headers.update(record.response_headers or {})
                 response.headers["Idempotent-Replayed"] = "true"
-                return response
+                return None, response
             now = clock.now()
             if clock.as_utc(record.locked_at) + STALE_AFTER > now:
                 raise ApiError(409, "idempotency_key_in_use", "相同的请求正在处理中，请稍后重试")
             taken = uow.session.execute(
                 update(Record)
-                .where(Record.id == record.id, Record.locked_at == record.locked_at, Record.state == "in_progress")
-                .values(locked_at=now)
+                .where(Record.id == record.id, Record.claim == record.claim, Record.state == "in_progress")
+                .values(locked_at=now, claim=claim)
             ).rowcount
             uow.commit()
             if not taken:
                 raise ApiError(409, "idempotency_key_in_use", "相同的请求正在处理中，请稍后重试")
-            return None
+            return claim, None
 
-    def complete(self, principal: str, key: str, response: Response) -> None:
+    def complete(self, principal: str, key: str, claim: str, response: Response) -> None:
         Record = self.model
+        headers = {name: response.headers[name] for name in REPLAYED_HEADERS if name in response.headers}
         with self.db.uow() as uow:
             uow.session.execute(
                 update(Record)
-                .where(Record.principal == principal, Record.key == key)
-                .values(state="done", response_status=response.status_code, response_body=response.get_data(True))
+                .where(Record.principal == principal, Record.key == key, Record.claim == claim)
+                .values(state="done", response_status=response.status_code, response_body=response.get_data(True),
+                        response_headers=headers or None)
             )
             uow.commit()
 
-    def release(self, principal: str, key: str) -> None:
+    def release(self, principal: str, key: str, claim: str) -> None:
         Record = self.model
         with self.db.uow() as uow:
-            uow.session.execute(delete(Record).where(Record.principal == principal, Record.key == key))
+            uow.session.execute(
+                delete(Record).where(Record.principal == principal, Record.key == key, Record.claim == claim)
+            )
             uow.commit()
+
+
+def _give_up(store: IdempotencyStore, principal: str, key: str, claim: str) -> None:
+    if g.get("lvbao_committed"):
+        log.error("request failed after committing; idempotency key kept", extra={"principal": principal})
+        return
+    store.release(principal, key, claim)
 
 
 def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -128,23 +151,28 @@ def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
         if len(key) > MAX_KEY_LENGTH:
             raise ApiError(400, "idempotency_key_invalid", "Idempotency-Key 过长",
                            errors={HEADER: [f"at most {MAX_KEY_LENGTH} characters"]})
-        principal = g.principal.subject if g.get("principal") else f"anon:{request.remote_addr}"
-        store = IdempotencyStore(current_app.extensions["lvbao"].db, current_app.extensions["lvbao"].models.idempotency)
-        fingerprint = request_fingerprint(principal, request.method, request.path, request.get_data())
-        replay = store.claim(principal, key, fingerprint)
+        if g.get("principal") is None:
+            # Keys are scoped to an authenticated caller; an address is no identity (NAT, proxies).
+            raise RuntimeError("@idempotent needs an authenticated caller: put it below require_auth")
+        principal = g.principal.subject
+        ctx = current_app.extensions["lvbao"]
+        store = IdempotencyStore(ctx.db, ctx.models.idempotency)
+        fingerprint = request_fingerprint(principal, request.method, request.full_path, request.get_data())
+        claim, replay = store.claim(principal, key, fingerprint)
         if replay is not None:
             return replay
+        g.lvbao_committed = False
         try:
             response = make_response(view(*args, **kwargs))
         except ApiError as exc:
             response = error_response(exc)
         except BaseException:
-            store.release(principal, key)
+            _give_up(store, principal, key, claim)
             raise
         if response.status_code >= 500:
-            store.release(principal, key)
+            _give_up(store, principal, key, claim)
         else:
-            store.complete(principal, key, response)
+            store.complete(principal, key, claim, response)
         return response
 
     return Blueprint.doc(**HEADER_DOC)(wrapper)

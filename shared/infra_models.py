@@ -80,5 +80,8 @@ def make_infra_models(base: type[DeclarativeBase]) -> InfraModels:
         response_body: Mapped[str | None] = mapped_column(Text)
         created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=now)
         locked_at: Mapped[datetime] = mapped_column(UtcDateTime, default=now)
+        # Who holds the key now: only that request may complete or release it (a takeover fences the old one).
+        claim: Mapped[str] = mapped_column(String(32))
+        response_headers: Mapped[dict | None] = mapped_column(JSON)
 
     return InfraModels(outbox=OutboxMessage, processed=ProcessedEvent, idempotency=IdempotencyRecord)

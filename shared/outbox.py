@@ -148,7 +148,7 @@ class OutboxRelay:
 
     def backlog(self) -> int:
         Outbox = self.models.outbox
-        with self.db.uow() as uow:
+        with self.db.reader() as uow:
             return len(uow.session.scalars(select(Outbox.id).where(Outbox.published_at.is_(None))).all())
 
 

@@ -260,10 +260,20 @@ def province_token(pilot) -> str:
 
 
 @pytest.fixture
-def rotates_keys(combined_app):
-    """For tests that change the signing keys: afterwards every verifier refetches the JWKS, as it would once
-    its cache expired (in production a rotated key is published ahead of use; see `lvbao keys rotate --lead`)."""
+def rotates_keys(combined_app, databases):
+    """For tests that change the signing keys: afterwards a key signs at the real time again (a test may have
+    rotated under a clock frozen in the future), and every verifier refetches the JWKS, as it would once its
+    cache expired (in production a rotated key is published ahead of use; see `lvbao keys rotate --lead`)."""
+    from services.gateway.keys import KeyRing
+    from shared.errors import ApiError
+
     yield
+    clock.set_time(None)
+    ring = KeyRing(databases["gateway"])
+    try:
+        ring.signing_key()
+    except ApiError:
+        ring.rotate(lead_seconds=0)
     for mounted in combined_app.mounts.values():
         ctx = mounted.extensions.get("lvbao")
         if ctx is not None and hasattr(ctx.verifier.keys, "invalidate"):

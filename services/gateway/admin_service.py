@@ -102,14 +102,14 @@ class AdminService:
             return institution_view(row)
 
     def list_institutions(self, principal: Principal, after_id: int, limit: int) -> list[dict[str, Any]]:
-        with self.db.uow() as uow:
+        with self.db.reader() as uow:
             query = select(Institution).where(Institution.id > after_id).order_by(Institution.id).limit(limit)
             if not principal.is_province_admin:
                 query = query.where(Institution.id == principal.institution_id)
             return [institution_view(r) for r in uow.session.scalars(query)]
 
     def get_institution(self, principal: Principal, institution_id: int) -> dict[str, Any]:
-        with self.db.uow() as uow:
+        with self.db.reader() as uow:
             return institution_view(self._institution(uow, principal, institution_id))
 
     def create_department(self, principal: Principal, institution_id: int, name: str, code: str) -> dict[str, Any]:
@@ -124,7 +124,7 @@ class AdminService:
             return department_view(row)
 
     def list_departments(self, principal: Principal, institution_id: int) -> list[dict[str, Any]]:
-        with self.db.uow() as uow:
+        with self.db.reader() as uow:
             self._institution(uow, principal, institution_id)
             rows = uow.session.scalars(
                 select(Department).where(Department.institution_id == institution_id).order_by(Department.id)
@@ -269,7 +269,7 @@ class AdminService:
         return rows, errors
 
     def list_roster(self, principal: Principal, institution_id: int, after_id: int, limit: int):
-        with self.db.uow() as uow:
+        with self.db.reader() as uow:
             self._institution(uow, principal, institution_id)
             rows = uow.session.scalars(
                 select(RosterEntry)
@@ -327,7 +327,7 @@ class AdminService:
             return result
 
     def list_devices(self, principal: Principal, institution_id: int) -> list[dict[str, Any]]:
-        with self.db.uow() as uow:
+        with self.db.reader() as uow:
             self._institution(uow, principal, institution_id)
             rows = uow.session.scalars(
                 select(Device).where(Device.institution_id == institution_id).order_by(Device.id)
@@ -388,5 +388,5 @@ class AdminService:
             return admin_account_view(row)
 
     def count_institutions(self) -> int:
-        with self.db.uow() as uow:
+        with self.db.reader() as uow:
             return uow.session.scalar(select(func.count(Institution.id))) or 0

@@ -22,7 +22,7 @@ class KeyRing:
         self.db = db
 
     def jwks(self) -> dict[str, Any]:
-        with self.db.uow() as uow:
+        with self.db.reader() as uow:
             rows = uow.session.scalars(
                 select(SigningKeyRecord)
                 .where(SigningKeyRecord.retired_at.is_(None))
@@ -32,7 +32,7 @@ class KeyRing:
 
     def signing_key(self) -> SigningKey:
         """The newest active unretired key; the first call on an empty database creates one."""
-        with self.db.uow() as uow:
+        with self.db.reader() as uow:
             row = uow.session.scalars(
                 select(SigningKeyRecord)
                 .where(SigningKeyRecord.retired_at.is_(None), SigningKeyRecord.activates_at <= clock.now())
@@ -83,7 +83,7 @@ class KeyRing:
             uow.commit()
 
     def list(self) -> list[dict[str, Any]]:
-        with self.db.uow() as uow:
+        with self.db.reader() as uow:
             rows = uow.session.scalars(select(SigningKeyRecord).order_by(SigningKeyRecord.created_at)).all()
             return [
                 {"kid": r.kid, "created_at": r.created_at.isoformat(), "activates_at": r.activates_at.isoformat(),

@@ -167,7 +167,7 @@ class AuthService:
             return pair
 
     def _family_revoked(self, family_id: str) -> bool:
-        with self.db.uow() as uow:
+        with self.db.reader() as uow:
             return uow.session.scalars(
                 select(RefreshToken.id).where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_not(None))
             ).first() is not None
@@ -202,9 +202,9 @@ class AuthService:
         # Count the attempt before checking it (atomic INCR), so parallel guesses cannot all slip under the limit.
         failures_key = f"lvbao:auth:admin_attempts:{username}"
         pipe = self.redis.pipeline()
+        pipe.set(failures_key, 0, ex=ADMIN_LOGIN_WINDOW_SECONDS, nx=True)  # the window opens at the first try
         pipe.incr(failures_key)
-        pipe.expire(failures_key, ADMIN_LOGIN_WINDOW_SECONDS, nx=True)
-        attempts, _ = pipe.execute()
+        _, attempts = pipe.execute()
         if attempts > ADMIN_LOGIN_MAX_FAILURES:
             retry = max(1, self.redis.ttl(failures_key))
             raise ApiError(
@@ -231,7 +231,7 @@ class AuthService:
             return pair
 
     def me(self, subject: str) -> dict[str, Any]:
-        with self.db.uow() as uow:
+        with self.db.reader() as uow:
             _, view = self._claims_for(uow, subject)
             return view
 

@@ -34,6 +34,7 @@ class Effects:
         self.lock = threading.Lock()
         self.gate: threading.Event | None = None
         self.fail_next = False
+        self.commit_then_fail = False
 
 
 @pytest.fixture
@@ -52,12 +53,16 @@ def sample(settings, databases, redis_client, clean):
                 effects.gate.wait(timeout=10)
             with effects.lock:
                 effects.calls += 1
+                if effects.commit_then_fail:
+                    with databases["points"].uow() as uow:
+                        uow.commit()  # stands for an effect that reached the database
+                    raise RuntimeError("crash after the effect committed")
                 if effects.fail_next:
                     effects.fail_next = False
                     raise RuntimeError("crash mid-request")
             if data["amount"] < 0:
                 raise ApiError(409, "insufficient_points", "积分不足")
-            return {"amount": data["amount"] * 10 + effects.calls}
+            return {"amount": data["amount"] * 10 + effects.calls}, {"Location": f"/transfers/{effects.calls}"}
 
     ring = KeyRing(databases["gateway"])
     app = create_service_app(
@@ -80,6 +85,7 @@ def test_same_key_same_body_replays_the_first_response(sample):
     assert first.status_code == second.status_code == 201
     assert first.get_json() == second.get_json() == {"amount": 51}
     assert second.headers["Idempotent-Replayed"] == "true"
+    assert second.headers["Location"] == first.headers["Location"] == "/transfers/1"
     assert effects.calls == 1
 
 
@@ -143,8 +149,8 @@ def test_a_claim_abandoned_by_a_dead_process_is_taken_over_after_a_minute(sample
     Record = points_infra.idempotency
     body = json.dumps({"amount": 4}).encode()
     with databases["points"].uow() as uow:
-        uow.session.add(Record(principal="user:1", key="k-1", state="in_progress",
-                               fingerprint=request_fingerprint("user:1", "POST", "/transfers", body)))
+        uow.session.add(Record(principal="user:1", key="k-1", state="in_progress", claim="a-dead-process",
+                               fingerprint=request_fingerprint("user:1", "POST", "/transfers?", body)))
         uow.commit()
     blocked = client.post("/transfers", data=body, content_type="application/json", headers=headers())
     assert blocked.status_code == 409
@@ -171,3 +177,21 @@ def test_invalid_body_is_422_before_the_key_is_claimed(sample):
     assert bad.status_code == 422 and "amount" in bad.get_json()["errors"]
     fixed = client.post("/transfers", json={"amount": 1}, headers=headers())
     assert fixed.status_code == 201
+
+
+def test_a_failure_after_commit_keeps_the_key(sample):
+    client, effects, headers = sample
+    effects.commit_then_fail = True
+    crashed = client.post("/transfers", json={"amount": 2}, headers=headers())
+    assert crashed.status_code == 500
+    effects.commit_then_fail = False
+    retry = client.post("/transfers", json={"amount": 2}, headers=headers())
+    assert retry.status_code == 409 and retry.get_json()["code"] == "idempotency_key_in_use"
+    assert effects.calls == 1
+
+
+def test_the_query_string_is_part_of_the_request(sample):
+    client, effects, headers = sample
+    client.post("/transfers?dry_run=0", json={"amount": 2}, headers=headers())
+    other = client.post("/transfers?dry_run=1", json={"amount": 2}, headers=headers())
+    assert other.status_code == 422 and other.get_json()["code"] == "idempotency_key_reused"

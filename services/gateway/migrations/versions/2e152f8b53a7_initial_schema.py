@@ -31,6 +31,8 @@ def upgrade() -> None:
         sa.Column("response_body", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("locked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("claim", sa.String(length=32), nullable=False),
+        sa.Column("response_headers", sa.JSON(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_idempotency_keys")),
         sa.UniqueConstraint("principal", "key", name=op.f("uq_idempotency_keys_principal_key")),
         schema="gateway",
