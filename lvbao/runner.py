@@ -33,7 +33,10 @@ class EmbeddedRun:
         # The demo admin's password, made once so that every later start can print it again.
         data.setdefault("demo_admin_password", secrets.token_urlsafe(12))
         self.var.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2))
+        # Created owner-only from the first byte (not written, then narrowed).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(data, indent=2))
         path.chmod(0o600)
         return data
 

@@ -44,6 +44,9 @@ class Settings:
     wechat_secret: str = field(default="", repr=False)
     wechat_timeout_seconds: float = 5.0
     operator_key_secret: str = field(default="", repr=False)
+    # Behind nginx (docker-compose): honour X-Forwarded-For/Proto/Host/Prefix. Never when clients reach the
+    # app directly (the embedded run), or they could pretend any address and prefix.
+    trust_proxy: bool = False
     log_level: str = "INFO"
     log_json: bool = True
     testing: bool = False
@@ -66,6 +69,7 @@ class Settings:
             wechat_appid=_env("LVBAO_WECHAT_APPID", cls.wechat_appid),
             wechat_secret=_env("LVBAO_WECHAT_SECRET", ""),
             operator_key_secret=_env("LVBAO_OPERATOR_KEY_SECRET", ""),
+            trust_proxy=_env("LVBAO_TRUST_PROXY", "0").lower() in ("1", "true", "yes"),
             log_level=_env("LVBAO_LOG_LEVEL", "INFO"),
             log_json=_env("LVBAO_LOG_FORMAT", "json") == "json",
         )

@@ -124,7 +124,8 @@ def create_service_app(
         },
     )
     app.json.ensure_ascii = False
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)  # type: ignore[method-assign]
+    if settings.trust_proxy:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)  # type: ignore[method-assign]
     verifier = TokenVerifier(
         key_source or JwksKeySource(settings.jwks_url, cache_seconds=settings.jwks_cache_seconds),
         issuer=settings.jwt_issuer,

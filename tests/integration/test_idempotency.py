@@ -191,7 +191,7 @@ def test_a_failure_after_commit_keeps_the_key(sample):
 
 
 def test_the_query_string_is_part_of_the_request(sample):
-    client, effects, headers = sample
+    client, _effects, headers = sample
     client.post("/transfers?dry_run=0", json={"amount": 2}, headers=headers())
     other = client.post("/transfers?dry_run=1", json={"amount": 2}, headers=headers())
     assert other.status_code == 422 and other.get_json()["code"] == "idempotency_key_reused"

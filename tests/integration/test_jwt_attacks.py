@@ -120,7 +120,12 @@ def test_one_flipped_payload_bit(api, settings, current_key):
     token = _sign(current_key, _claims(settings, roles=["employee"]))
     header, payload, signature = token.split(".")
     raw = bytearray(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    raw[raw.index(b"e")] ^= 0x01  # one bit of the role name
+    # One bit of the role name: "employee" -> "employed". Every other claim stays valid, so only the
+    # signature can refuse this token.
+    position = raw.index(b'"employee"') + len(b'"employe')
+    raw[position] ^= 0x01
+    forged = json.loads(bytes(raw))
+    assert forged["roles"] == ["employed"] and forged["iss"] == settings.jwt_issuer
     _assert_refused_everywhere(api, f"{header}.{_b64(bytes(raw))}.{signature}")
 
 

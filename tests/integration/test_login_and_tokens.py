@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import timedelta
 
 import pytest
@@ -68,13 +70,28 @@ def test_wechat_unreachable_is_503(pilot, api):
     assert response.json()["code"] == "wechat_unavailable"
 
 
-def test_session_key_never_leaves_the_server(pilot, api, capfd):
+def test_session_key_never_leaves_the_server(pilot, api, caplog, monkeypatch):
+    from services.gateway.wechat import WeChatClient
+
+    caplog.set_level(logging.DEBUG)
+    seen = []
+    original = WeChatClient._call
+
+    def spy(self, method, path, **kwargs):
+        body = original(self, method, path, **kwargs)
+        seen.append(body)
+        return body
+
+    monkeypatch.setattr(WeChatClient, "_call", spy)
     pair = pilot.wechat_login("o-secretive")
     me = api.get("/api/auth/me", token=pair["access_token"])
-    assert "session_key" not in str(pair) and "session_key" not in me.text
-    out, err = capfd.readouterr()
-    assert "session_key" not in out + err
-
+    session_keys = [body["session_key"] for body in seen if "session_key" in body]
+    assert len(session_keys) == 1  # WeChat did hand one to the gateway
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert caplog.records  # the request was logged at all
+    for text in (json.dumps(pair), me.text, logged):
+        assert session_keys[0] not in text
+        assert "session_key" not in text
 
 def test_bind_by_phone_then_refresh_carries_the_binding(pilot, api):
     pair = pilot.wechat_login("o-bob")

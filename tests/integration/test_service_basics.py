@@ -68,8 +68,17 @@ def test_error_shape_for_404_405_400_and_422(api):
     extra = _assert_error_shape(api.post("/api/auth/wechat/login", json={"code": "x", "evil": 1}), 422,
                                 "validation_error")
     assert extra["errors"] == {"evil": ["不支持的字段"]}
-    wrong_type = _assert_error_shape(api.get("/api/auth/institutions", params={"limit": 1000}), 401, "unauthorized")
-    assert wrong_type["message"]
+    no_token = _assert_error_shape(api.get("/api/auth/institutions", params={"limit": 1000}), 401, "unauthorized")
+    assert no_token["message"]
+
+
+def test_list_limits_are_validated(api, province_token):
+    too_many = _assert_error_shape(
+        api.get("/api/auth/institutions", params={"limit": 1000}, token=province_token), 422, "validation_error"
+    )
+    assert too_many["errors"] == {"limit": ["应不小于 1 且不大于 100"]}
+    bad_cursor = api.get("/api/auth/institutions", params={"cursor": "!!!"}, token=province_token)
+    _assert_error_shape(bad_cursor, 422, "validation_error")
 
 
 def test_request_id_is_echoed_and_generated(api):
