@@ -3,11 +3,16 @@ SQLite files, and the relay and workers as child processes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
@@ -46,10 +51,26 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
-
+        """Stop the server (SIGTERM: it saves and exits at once) and wait for it to be gone."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        pid = server.pid
+        if not pid:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.02)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 def _index_app(urls: dict[str, str]) -> Flask:
     app = Flask("lvbao.index")

@@ -50,6 +50,18 @@ def _fresh_postgres_database(base_url: str, name: str) -> str:
     return base_url.rsplit("/", 1)[0] + f"/{name}"
 
 
+def _stop(process: subprocess.Popen) -> None:
+    """After a failed test: Ctrl-C first (so the embedded Redis is stopped too), then the hard way."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    process.stdout.close()
+
+
 def _wait_until_up(process: subprocess.Popen, port: int) -> tuple[str, float, str]:
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()
@@ -91,18 +103,13 @@ def running_system(request, tmp_path, database_url, redis_url):
     try:
         base, startup, text = _wait_until_up(process, port)
     except BaseException:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        process.stdout.close()
+        _stop(process)
         raise
     password = env.get("LVBAO_DEMO_ADMIN_PASSWORD") or re.search(r"password (\S+)", text).group(1)
     database = env.get("LVBAO_DATABASE_URL") or f"sqlite:///{tmp_path / 'var' / 'lvbao.db'}"
     yield {"base": base, "port": port, "process": process, "password": password, "database": database,
            "startup": startup, "output": text, "mode": request.param}
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    process.stdout.close()
+    _stop(process)
 
 
 def test_the_whole_system_runs_and_stops_cleanly(running_system):
