@@ -211,3 +211,20 @@ def test_unreadable_messages_are_dead_lettered_without_blocking_the_batch(databa
     assert counts == {"applied": 2, "duplicate": 0, "ignored": 1, "dead": 1}
     assert set(_members(databases["points"])) == {400, 401}
     assert redis_client.llen(dead_letter_key("points")) == 1
+
+
+def test_a_handler_breaking_a_constraint_fails_loudly_and_applies_nothing(databases, clean):
+    from sqlalchemy.exc import IntegrityError
+
+    event = EmployeeBound(user_id=500, institution_id=1, department_id=None, employee_no="E500", nickname="x")
+
+    def clashing(uow, e):
+        for _ in range(2):  # the same member twice: the primary key refuses it at commit
+            uow.session.add(Member(user_id=e.user_id, institution_id=1, employee_no="E500", nickname="x",
+                                   bound_at=e.occurred_at))
+
+    with pytest.raises(IntegrityError):
+        consume("points", databases["points"], points_infra, {"EmployeeBound": clashing}, [event.to_message()])
+    with databases["points"].reader() as uow:
+        assert uow.session.get(points_infra.processed, event.event_id) is None
+    assert _members(databases["points"]) == {}
