@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
 import os
@@ -92,8 +93,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    """Relay every service's outbox to the queues; also re-asserts device revocations every minute."""
+    """Relay every service's outbox to the queues. Chores: re-assert device revocations and re-send
+    unacknowledged events every minute, prune old infrastructure rows every hour."""
     from services.gateway.admin_service import AdminService
+    from shared.housekeeping import prune
     from shared.outbox import OutboxRelay, run_relays
     from shared.service_app import make_redis
 
@@ -117,6 +120,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
         periodic=[
             (60.0, admin.republish_revocations),
             *[(60.0, relay.redeliver_unacknowledged) for relay in relays],
+            *[(3600.0, functools.partial(prune, relay.db, relay.models)) for relay in relays],
         ],
     )
     return 0

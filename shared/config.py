@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+from urllib.parse import urlparse
 
 DEFAULT_DATABASE_URL = "sqlite:///var/lvbao.db"
 DEFAULT_PORT = 8000
@@ -81,6 +82,16 @@ class Settings:
 
     def with_overrides(self, **overrides: Any) -> Settings:
         return replace(self, **overrides)
+
+    def missing_secrets(self) -> list[str]:
+        """Secrets a deployment must set (the embedded run makes its own; the mock WeChat needs none)."""
+        missing = []
+        if not self.operator_key_secret:
+            missing.append("LVBAO_OPERATOR_KEY_SECRET")
+        talks_to_mock = urlparse(self.wechat_base_url).hostname in ("127.0.0.1", "localhost", "::1")
+        if not self.wechat_secret and not talks_to_mock:
+            missing.append("LVBAO_WECHAT_SECRET")
+        return missing
 
     @property
     def is_sqlite(self) -> bool:

@@ -19,6 +19,10 @@ from shared.service_app import create_service_app, make_redis
 
 def create_app(config: Settings | dict | None = None, *, db: Database | None = None) -> Flask:
     settings = load_settings(config)
+    missing = settings.missing_secrets()
+    if missing and not settings.testing:
+        # Refuse to start half-configured rather than fail at the first login or operator registration.
+        raise RuntimeError(f"the gateway needs {', '.join(missing)} (see README, Configuration)")
     db = db or Database(settings.database_url, SCHEMA)
     redis_client = make_redis(settings)
     keys = KeyRing(db)

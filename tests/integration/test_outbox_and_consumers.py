@@ -228,3 +228,25 @@ def test_a_handler_breaking_a_constraint_fails_loudly_and_applies_nothing(databa
     with databases["points"].reader() as uow:
         assert uow.session.get(points_infra.processed, event.event_id) is None
     assert _members(databases["points"]) == {}
+
+
+def test_old_infrastructure_rows_are_pruned(databases, clean, redis_client, points_runtime):
+    from shared.housekeeping import prune
+
+    gateway = databases["gateway"]
+    acked = EmployeeBound(user_id=600, institution_id=1, department_id=None, employee_no="E600", nickname="a")
+    waiting = EmployeeBound(user_id=601, institution_id=1, department_id=None, employee_no="E601", nickname="b")
+    _record(gateway, acked)
+    relay = OutboxRelay("gateway", gateway, gateway_infra, redis_client)
+    relay.relay_once()
+    _work(redis_client)
+    relay.collect_acks()
+    _record(gateway, waiting)
+    assert prune(gateway, gateway_infra) == {"outbox": 0, "processed_events": 0, "idempotency_keys": 0}
+
+    clock.set_time(clock.now() + timedelta(days=8))
+    assert prune(gateway, gateway_infra)["outbox"] == 1  # the unacknowledged one is never pruned
+    assert _row(gateway, waiting.event_id).acked_at is None
+    assert prune(databases["points"], points_infra)["processed_events"] == 0
+    clock.set_time(clock.now() + timedelta(days=23))
+    assert prune(databases["points"], points_infra)["processed_events"] == 1

@@ -170,3 +170,13 @@ def test_webargs_errors_are_flattened_to_fields():
     assert _flatten_webargs({"json": {"code": ["x"]}, "query": {"limit": ["y"]}}) == {"code": ["x"], "limit": ["y"]}
     assert _flatten_webargs({"json": ["Invalid JSON body."]}) == {"_schema": ["Invalid JSON body."]}
     assert _flatten_webargs("boom") == {"_schema": ["boom"]}
+
+
+def test_a_deployment_must_set_its_secrets():
+    assert Settings(wechat_base_url="https://api.weixin.qq.com").missing_secrets() == [
+        "LVBAO_OPERATOR_KEY_SECRET", "LVBAO_WECHAT_SECRET"]
+    assert Settings(operator_key_secret="x").missing_secrets() == []  # the local mock WeChat needs no secret
+    from services.gateway.app import create_app
+
+    with pytest.raises(RuntimeError, match="LVBAO_OPERATOR_KEY_SECRET"):
+        create_app(Settings(database_url="sqlite://", redis_url="redis://127.0.0.1:1/0"))
