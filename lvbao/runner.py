@@ -88,9 +88,11 @@ class EmbeddedRun:
         if self.stopping:
             return
         self.stopping = True
+        # SIGINT, as Ctrl-C gives: gunicorn shuts down at once instead of waiting out idle keep-alive
+        # connections, and the RQ worker finishes the job at hand.
         for child in self.children:
             if child.poll() is None:
-                child.terminate()
+                child.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 15
         for child in self.children:
             try:
@@ -110,7 +112,7 @@ class EmbeddedRun:
             self._spawn([
                 sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
                 "--worker-class", "gthread", "--workers", "2", "--threads", "8",
-                "--graceful-timeout", "5", "--log-level", "warning",
+                "--graceful-timeout", "3", "--log-level", "warning",
                 "lvbao.embedded:create_combined_app()",
             ])
             self._spawn(self._lvbao("relay"))
