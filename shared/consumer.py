@@ -1,8 +1,9 @@
 """Idempotent consumption: an event's effect and its "processed" mark commit together, once.
 
-After a batch, the consumer acknowledges every message it is done with (applied, already applied, not its
-business, or dead-lettered) to the producer through Redis; the producer's relay re-sends what stays
-unacknowledged (see :mod:`shared.outbox`). A lost acknowledgement only causes a harmless re-delivery.
+After a batch, the consumer acknowledges every message it is done with (applied, already applied, or not its
+business) to the producer through Redis; the producer's relay re-sends what stays unacknowledged (see
+:mod:`shared.outbox`). A lost acknowledgement only causes a harmless re-delivery. A message that cannot be read
+is not acknowledged: after its last re-delivery it stays in the producer's outbox, in PostgreSQL, for people.
 """
 
 from __future__ import annotations
@@ -44,21 +45,40 @@ def consume(
 ) -> dict[str, int]:
     """Apply each message at most once; returns counts of applied, duplicate, ignored and dead messages.
 
-    A message that cannot be read at all is dead-lettered (kept in Redis for people to look at) instead of
-    blocking the batch. A handler that raises fails the job (RQ retries it); messages applied before it stay
-    applied, are acknowledged, and are skipped as duplicates on the retry.
+    Each message stands alone: an unreadable one is dead-lettered, a failing handler is recorded, and the rest
+    of the batch goes on. If any handler failed, the job fails at the end (RQ retries it; what was applied is
+    skipped as a duplicate then) and only the failed messages stay unacknowledged.
     """
     counts = {"applied": 0, "duplicate": 0, "ignored": 0, "dead": 0}
     done: list[dict[str, Any]] = []
-    try:
-        for message in messages:
+    failures: list[str] = []
+    for message in messages:
+        try:
             outcome = _consume_one(service, db, models, handlers, message, redis)
-            counts[outcome] += 1
+        except Exception as exc:
+            log.exception("event handler failed", extra={"service": service, "event_id": _event_id(message)})
+            failures.append(f"{_event_id(message)}: {type(exc).__name__}: {exc}")
+            continue
+        counts[outcome] += 1
+        if outcome != "dead":
             done.append(message)
-    finally:
-        _acknowledge(service, done, redis)
-    log.info("events consumed", extra={"service": service, **counts})
+    _acknowledge(service, done, redis)
+    log.info("events consumed", extra={"service": service, **counts, "failed": len(failures)})
+    if failures:
+        raise EventsFailed(failures)
     return counts
+
+
+class EventsFailed(Exception):
+    """Some events of a batch could not be applied (the others were); RQ retries the job."""
+
+    def __init__(self, failures: list[str]):
+        super().__init__(f"{len(failures)} event(s) failed: " + "; ".join(failures[:5]))
+        self.failures = failures
+
+
+def _event_id(message: Any) -> str:
+    return str(message.get("event_id")) if isinstance(message, dict) else "?"
 
 
 def _consume_one(service, db, models, handlers, message, redis) -> str:
@@ -69,7 +89,7 @@ def _consume_one(service, db, models, handlers, message, redis) -> str:
         return "ignored"
     try:
         event = Event.from_message(message)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         log.error("unreadable event dead-lettered", extra={"service": service, "error": str(exc)})
         if redis is not None:
             redis.rpush(dead_letter_key(service), json.dumps({"message": message, "error": str(exc)}, default=str))

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import marshmallow as ma
+import psycopg
 from flask import Flask, g, jsonify
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -124,12 +125,22 @@ def from_http_exception(exc: HTTPException) -> ApiError:
     return ApiError(status, code, data.get("message") or message, errors, headers)
 
 
+def database_unavailable(exc: OperationalError) -> bool:
+    """Whether an OperationalError means "down or busy" (retry later) rather than a broken statement."""
+    if exc.connection_invalidated:
+        return True
+    text = str(exc.orig).lower()
+    return isinstance(exc.orig, psycopg.OperationalError) or "database is locked" in text or "busy" in text
+
+
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, error_response)
     app.register_error_handler(HTTPException, lambda exc: error_response(from_http_exception(exc)))
 
     def dependency_down(exc: Exception):
-        # A database or Redis that is down or timing out: the client may retry later; it is not a bug.
+        if isinstance(exc, OperationalError) and not database_unavailable(exc):
+            return unexpected(exc)  # a missing column or a bad statement is a bug, not an outage
+        # A database or Redis that is down, locked or timing out: the client may retry later.
         log.warning("dependency unavailable", extra={"error_type": type(exc).__name__})
         return error_response(ApiError(503, headers={"Retry-After": "5"}))
 

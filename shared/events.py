@@ -49,9 +49,14 @@ class Event:
         if cls is None:
             raise ValueError(f"unknown event type {message.get('type')!r}")
         known = {f.name for f in dataclasses.fields(cls)}
+        occurred_at = datetime.fromisoformat(message["occurred_at"])
+        if occurred_at.tzinfo is None:
+            raise ValueError("occurred_at has no time zone")
+        if not isinstance(message["event_id"], str) or not isinstance(message["data"], dict):
+            raise ValueError("event_id must be a string and data an object")
         return cls(
             event_id=message["event_id"],
-            occurred_at=datetime.fromisoformat(message["occurred_at"]),
+            occurred_at=occurred_at,
             **{k: v for k, v in message["data"].items() if k in known},
         )
 

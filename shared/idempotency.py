@@ -2,7 +2,8 @@
 
 Same key and same body: the first response is replayed. Same key, different body: 422
 ``idempotency_key_reused``. While the first request is still running: 409 ``idempotency_key_in_use``. A key
-is scoped to the caller. Responses below 500 are kept (with their Location and Retry-After headers). A 5xx
+is scoped to the caller. Responses below 500 are kept (with their Location header), except those that say
+"try again later" (408, 429, Retry-After), which free the key like a 5xx. A 5xx
 or a crash frees the key so the client can retry, unless the request had already committed something: then
 the claim is kept and taken over only after ``STALE_AFTER``, and the effect's own unique constraints (an
 action is unique per caller and key) are the last guard against doing it twice. Completing or freeing a key
@@ -31,7 +32,7 @@ from shared.errors import ApiError, error_response
 log = logging.getLogger("lvbao.idempotency")
 
 HEADER = "Idempotency-Key"
-REPLAYED_HEADERS = ("Location", "Retry-After")
+REPLAYED_HEADERS = ("Location",)
 MAX_KEY_LENGTH = 255
 STALE_AFTER = timedelta(seconds=60)
 
@@ -132,6 +133,11 @@ class IdempotencyStore:
             uow.commit()
 
 
+def _says_try_later(response: Response) -> bool:
+    """A 429, a 408 or any answer with Retry-After is about now, not about the request: never replay it."""
+    return response.status_code in (408, 429) or "Retry-After" in response.headers
+
+
 def _give_up(store: IdempotencyStore, principal: str, key: str, claim: str) -> None:
     if g.get("lvbao_committed"):
         log.error("request failed after committing; idempotency key kept", extra={"principal": principal})
@@ -169,7 +175,7 @@ def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
         except BaseException:
             _give_up(store, principal, key, claim)
             raise
-        if response.status_code >= 500:
+        if response.status_code >= 500 or _says_try_later(response):
             _give_up(store, principal, key, claim)
         else:
             store.complete(principal, key, claim, response)

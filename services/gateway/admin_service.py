@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.gateway.config import INVITE_TTL, ROSTER_MAX_ROWS
 from services.gateway.models import Admin, Department, Device, Institution, Invite, RosterEntry, User, infra
-from services.gateway.service import passwords, token_hash
+from services.gateway.service import lock_institution, passwords, token_hash
 from shared import clock
 from shared.auth.guards import REVOKED_DEVICES_KEY, Principal
 from shared.auth.operator import derive_operator_secret, new_operator_key_id
@@ -154,6 +154,7 @@ class AdminService:
             )
         with self.db.uow() as uow:
             self._institution(uow, principal, institution_id)
+            lock_institution(uow, institution_id)  # one import (or bind) of an institution at a time
             departments = {
                 d.code: d.id
                 for d in uow.session.scalars(select(Department).where(Department.institution_id == institution_id))
@@ -350,7 +351,7 @@ class AdminService:
 
     def republish_revocations(self) -> int:
         """Re-assert every revoked device in Redis (after a Redis restart that lost the set)."""
-        with self.db.uow() as uow:
+        with self.db.reader() as uow:
             ids = [str(i) for i in uow.session.scalars(select(Device.id).where(Device.revoked_at.is_not(None)))]
         if ids:
             self.redis.sadd(REVOKED_DEVICES_KEY, *ids)

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.gateway.config import ADMIN_LOGIN_MAX_FAILURES, ADMIN_LOGIN_WINDOW_SECONDS
 from services.gateway.keys import KeyRing
-from services.gateway.models import Admin, Invite, RefreshToken, RosterEntry, User, infra
+from services.gateway.models import Admin, Institution, Invite, RefreshToken, RosterEntry, User, infra
 from services.gateway.wechat import WeChatClient
 from shared import clock
 from shared.auth.tokens import TokenIssuer
@@ -31,6 +31,11 @@ passwords = PasswordHasher()
 _DUMMY_HASH = passwords.hash(secrets.token_urlsafe(16))
 
 INVALID_REFRESH = ApiError(401, "invalid_refresh_token", "登录已失效，请重新登录")
+
+
+def lock_institution(uow: UnitOfWork, institution_id: int) -> None:
+    """Serialise roster changes and binds of one institution (a row lock; SQLite serialises writers anyway)."""
+    uow.session.execute(select(Institution.id).where(Institution.id == institution_id).with_for_update()).all()
 
 
 def token_hash(token: str) -> str:
@@ -143,22 +148,20 @@ class AuthService:
             row = uow.session.scalars(
                 select(RefreshToken).where(RefreshToken.token_hash == token_hash(refresh_token))
             ).one_or_none()
-            if row is None or row.revoked_at is not None or row.expires_at <= now:
+            if row is None or row.expires_at <= now:
+                raise INVALID_REFRESH
+            # Refreshes and revocations of one family take turns (row locks on the whole family, in id order),
+            # so a revocation never misses a token issued at the same moment.
+            self._lock_family(uow, row.family_id)
+            uow.session.refresh(row)
+            if row.revoked_at is not None:
                 raise INVALID_REFRESH
             spent = uow.session.execute(
                 update(RefreshToken)
-                .where(
-                    RefreshToken.id == row.id,
-                    RefreshToken.used_at.is_(None),
-                    # Re-checked under the row lock: a concurrent reuse may have revoked the family meanwhile.
-                    RefreshToken.revoked_at.is_(None),
-                )
+                .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
                 .values(used_at=now)
             ).rowcount
             if not spent:
-                uow.rollback()
-                if self._family_revoked(row.family_id):
-                    raise INVALID_REFRESH
                 self._revoke_family(uow, row.family_id)
                 uow.commit()
                 raise ApiError(401, "refresh_token_reused", "登录凭证已被使用，为安全起见请重新登录")
@@ -166,13 +169,16 @@ class AuthService:
             uow.commit()
             return pair
 
-    def _family_revoked(self, family_id: str) -> bool:
-        with self.db.reader() as uow:
-            return uow.session.scalars(
-                select(RefreshToken.id).where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_not(None))
-            ).first() is not None
+    @staticmethod
+    def _lock_family(uow: UnitOfWork, family_id: str) -> None:
+        uow.session.execute(
+            select(RefreshToken.id).where(RefreshToken.family_id == family_id).order_by(RefreshToken.id)
+            .with_for_update()
+        ).all()
 
     def _revoke_family(self, uow: UnitOfWork, family_id: str) -> None:
+        self._lock_family(uow, family_id)
+        # A new statement after the lock: it sees a token that a refresh holding the lock just committed.
         uow.session.execute(
             update(RefreshToken)
             .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
@@ -191,11 +197,11 @@ class AuthService:
                 if row is not None:
                     self._revoke_family(uow, row.family_id)
             else:
-                uow.session.execute(
-                    update(RefreshToken)
-                    .where(RefreshToken.subject == subject, RefreshToken.revoked_at.is_(None))
-                    .values(revoked_at=clock.now())
-                )
+                families = uow.session.scalars(
+                    select(RefreshToken.family_id).where(RefreshToken.subject == subject).distinct()
+                ).all()
+                for family_id in sorted(families):
+                    self._revoke_family(uow, family_id)
             uow.commit()
 
     def admin_login(self, username: str, password: str) -> dict[str, Any]:
@@ -210,7 +216,7 @@ class AuthService:
             raise ApiError(
                 429, "too_many_attempts", "登录失败次数过多，请稍后再试", headers={"Retry-After": str(retry)}
             )
-        with self.db.uow() as uow:
+        with self.db.reader() as uow:
             admin = uow.session.scalars(select(Admin).where(Admin.username == username)).one_or_none()
         # Hashing is slow: check the password outside any transaction.
         try:
@@ -261,14 +267,20 @@ class AuthService:
                                    errors={"invite_code": ["invalid, used or expired"]})
                 entry = uow.session.get(RosterEntry, invite.roster_entry_id)
             taken = ApiError(409, "roster_entry_taken", "该员工身份已被其他微信账号绑定")
+            # A roster import of this institution and this bind take turns (see AdminService.import_roster).
+            lock_institution(uow, entry.institution_id)
+            uow.session.refresh(entry)
             if entry.user_id is not None:
                 raise taken
             now = clock.now()
             # Conditional updates: of two binds racing for one entry, invite or user, exactly one wins.
-            claimed = uow.session.execute(
-                update(RosterEntry).where(RosterEntry.id == entry.id, RosterEntry.user_id.is_(None))
-                .values(user_id=user.id)
-            ).rowcount
+            try:
+                claimed = uow.session.execute(
+                    update(RosterEntry).where(RosterEntry.id == entry.id, RosterEntry.user_id.is_(None))
+                    .values(user_id=user.id)
+                ).rowcount
+            except IntegrityError as exc:  # this user is binding another entry at the same moment
+                raise ApiError(409, "already_bound", "该微信账号已绑定员工身份") from exc
             if not claimed:
                 raise taken
             if invite is not None and not uow.session.execute(

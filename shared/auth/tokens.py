@@ -115,6 +115,7 @@ class JwksKeySource:
         self.min_refresh_seconds = min_refresh_seconds
         self.timeout = timeout
         self._keys: dict[str, jwt.PyJWK] = {}
+        self._loaded = False  # a JWKS was fetched once (even an empty one): from then on, answers are 401s
         self._fetched_at = float("-inf")
         self._lock = threading.Lock()
 
@@ -130,6 +131,7 @@ class JwksKeySource:
             except jwt.PyJWTError as exc:
                 log.warning("jwks entry skipped", extra={"kid": jwk["kid"], "error": str(exc)})
         self._keys = keys
+        self._loaded = True
         self._fetched_at = clock.now().timestamp()
 
     def _stale(self, kid: str) -> bool:
@@ -146,10 +148,10 @@ class JwksKeySource:
                         self._refresh()
                     except (requests.RequestException, ValueError, AttributeError, jwt.PyJWTError) as exc:
                         log.warning("jwks fetch failed", extra={"url": self.url, "error": str(exc)})
-                        if not self._keys:
-                            raise KeysUnavailable("signing keys unavailable") from exc
-                        # Keep the keys we have; try again after the minimum interval, not on every request.
+                        # Keep what we have; try again after the minimum interval, not on every request.
                         self._fetched_at = clock.now().timestamp() - self.cache_seconds + self.min_refresh_seconds
+        if not self._loaded:
+            raise KeysUnavailable("signing keys unavailable")
         return self._keys.get(kid)
 
     def invalidate(self) -> None:

@@ -15,7 +15,7 @@ from services.points import tasks as points_tasks
 from services.points.models import Member
 from services.points.models import infra as points_infra
 from shared import clock
-from shared.consumer import consume
+from shared.consumer import EventsFailed, ack_key, consume
 from shared.events import EmployeeBound
 from shared.outbox import OutboxRelay, queue_for, record_event
 
@@ -98,7 +98,7 @@ def test_failed_handler_leaves_the_event_unprocessed_for_the_retry(databases, cl
     def broken(uow, e):
         raise RuntimeError("downstream hiccup")
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(EventsFailed, match="downstream hiccup"):
         consume("points", databases["points"], points_infra, {"EmployeeBound": broken}, [event.to_message()])
     from services.points.handlers import HANDLERS
 
@@ -214,8 +214,6 @@ def test_unreadable_messages_are_dead_lettered_without_blocking_the_batch(databa
 
 
 def test_a_handler_breaking_a_constraint_fails_loudly_and_applies_nothing(databases, clean):
-    from sqlalchemy.exc import IntegrityError
-
     event = EmployeeBound(user_id=500, institution_id=1, department_id=None, employee_no="E500", nickname="x")
 
     def clashing(uow, e):
@@ -223,7 +221,7 @@ def test_a_handler_breaking_a_constraint_fails_loudly_and_applies_nothing(databa
             uow.session.add(Member(user_id=e.user_id, institution_id=1, employee_no="E500", nickname="x",
                                    bound_at=e.occurred_at))
 
-    with pytest.raises(IntegrityError):
+    with pytest.raises(EventsFailed, match="IntegrityError"):
         consume("points", databases["points"], points_infra, {"EmployeeBound": clashing}, [event.to_message()])
     with databases["points"].reader() as uow:
         assert uow.session.get(points_infra.processed, event.event_id) is None
@@ -250,3 +248,23 @@ def test_old_infrastructure_rows_are_pruned(databases, clean, redis_client, poin
     assert prune(databases["points"], points_infra)["processed_events"] == 0
     clock.set_time(clock.now() + timedelta(days=23))
     assert prune(databases["points"], points_infra)["processed_events"] == 1
+
+
+def test_a_failing_event_holds_up_only_itself(databases, clean, redis_client):
+    from services.points.handlers import remember_member
+
+    events = [EmployeeBound(user_id=700 + i, institution_id=1, department_id=None, employee_no=f"E{700 + i}",
+                            nickname=f"n{i}") for i in range(3)]
+
+    def flaky(uow, e):
+        if e.user_id == 700:
+            raise RuntimeError("only this one")
+        remember_member(uow, e)
+
+    messages = [{**e.to_message(), "source": "gateway"} for e in events]
+    with pytest.raises(EventsFailed) as failed:
+        consume("points", databases["points"], points_infra, {"EmployeeBound": flaky}, messages, redis_client)
+    assert len(failed.value.failures) == 1
+    assert set(_members(databases["points"])) == {701, 702}
+    acked = {m.decode() for m in redis_client.smembers(ack_key("gateway"))}
+    assert acked == {f"{events[1].event_id}:points", f"{events[2].event_id}:points"}
