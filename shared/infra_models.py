@@ -53,6 +53,8 @@ def make_infra_models(base: type[DeclarativeBase]) -> InfraModels:
         published_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
         # Set when the consumer says it is done with the event; until then the relay re-sends it now and then.
         acked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+        # The RQ job that carries it: re-sent only once that job is gone or has failed for good.
+        job_id: Mapped[str | None] = mapped_column(String(64))
         attempts: Mapped[int] = mapped_column(Integer, default=0)
         last_error: Mapped[str | None] = mapped_column(Text)
 

@@ -19,8 +19,10 @@ from datetime import timedelta
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from shared import clock
@@ -89,7 +91,7 @@ class OutboxRelay:
             published = 0
             try:
                 for destination, batch in by_destination.items():
-                    queue_for(destination, self.redis).enqueue(
+                    job = queue_for(destination, self.redis).enqueue(
                         handler_path(destination),
                         [row.message for row in batch],
                         retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
@@ -101,6 +103,7 @@ class OutboxRelay:
                     for row in batch:
                         row.published_at = stamp
                         row.attempts += 1
+                        row.job_id = job.id
                     published += len(batch)
                     EVENTS_RELAYED.labels(self.service, destination).inc(len(batch))
             except RedisError:
@@ -129,22 +132,39 @@ class OutboxRelay:
         return len(pairs)
 
     def redeliver_unacknowledged(self) -> int:
-        """Send again what was published long ago and never acknowledged."""
+        """Send again what was published long ago, never acknowledged, and whose job is gone (Redis lost it),
+        failed for good, or finished without its acknowledgement arriving. A job still waiting in a queue
+        that is behind is left alone, so a backlog is not multiplied."""
         Outbox = self.models.outbox
+        stale = (
+            Outbox.acked_at.is_(None),
+            Outbox.published_at < clock.now() - REDELIVER_AFTER,
+            Outbox.attempts < MAX_DELIVERIES,
+        )
+        with self.db.reader() as uow:
+            job_ids = uow.session.scalars(select(Outbox.job_id).where(*stale).distinct().limit(1000)).all()
+        lost = [job_id for job_id in job_ids if not self._job_pending(job_id)]
+        if not lost:
+            return 0
         with self.db.uow() as uow:
             count = uow.session.execute(
                 update(Outbox)
-                .where(
-                    Outbox.acked_at.is_(None),
-                    Outbox.published_at < clock.now() - REDELIVER_AFTER,
-                    Outbox.attempts < MAX_DELIVERIES,
-                )
+                .where(*stale, or_(Outbox.job_id.in_([j for j in lost if j]), Outbox.job_id.is_(None)))
                 .values(published_at=None)
             ).rowcount
             uow.commit()
         if count:
             log.warning("re-sending unacknowledged events", extra={"service": self.service, "count": count})
         return count
+
+    def _job_pending(self, job_id: str | None) -> bool:
+        if job_id is None:
+            return False
+        try:
+            status = Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer).get_status()
+        except NoSuchJobError:
+            return False
+        return status not in (JobStatus.FAILED, JobStatus.FINISHED, JobStatus.STOPPED, JobStatus.CANCELED)
 
     def backlog(self) -> int:
         Outbox = self.models.outbox

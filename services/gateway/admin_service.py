@@ -66,6 +66,11 @@ def normalise_phone(raw: str) -> str:
     return digits
 
 
+def roster_error(code: str, message: str, row: int, field_errors: dict[str, list[str]]) -> ApiError:
+    """A whole-file problem in the roster import's one error shape: ``imported: 0, errors: [{row, errors}]``."""
+    return ApiError(422, code, message, errors=[{"row": row, "errors": field_errors}], extra={"imported": 0})
+
+
 def decode_csv(body: bytes) -> str:
     """Roster files come from Excel: UTF-8 (with or without BOM) or GB18030."""
     for encoding in ("utf-8-sig", "gb18030"):
@@ -73,7 +78,7 @@ def decode_csv(body: bytes) -> str:
             return body.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise ApiError(422, "roster_encoding", "名册文件编码无法识别，请另存为 UTF-8 CSV")
+    raise roster_error("roster_encoding", "名册文件编码无法识别，请另存为 UTF-8 CSV", 1, {"_file": ["encoding"]})
 
 
 @dataclass
@@ -141,16 +146,16 @@ class AdminService:
         """
         text = decode_csv(body)
         if "\x00" in text:
-            raise ApiError(422, "roster_invalid", "名册文件包含空字符，请另存为 CSV 后重试", errors={"_file": ["NUL"]})
+            raise roster_error("roster_invalid", "名册文件包含空字符，请另存为 CSV 后重试", 1, {"_file": ["NUL"]})
         reader = csv.reader(io.StringIO(text))
         try:
             header = [h.strip().lower() for h in next(reader, [])]
         except csv.Error as exc:
-            raise ApiError(422, "roster_invalid", "名册文件不是有效的 CSV", errors={"_file": [str(exc)]}) from exc
+            raise roster_error("roster_invalid", "名册文件不是有效的 CSV", 1, {"_file": [str(exc)]}) from exc
         if header[:4] != ROSTER_COLUMNS or len(header) > 5 or (len(header) == 5 and header[4] != "nickname"):
-            raise ApiError(
-                422, "roster_header_invalid", "名册表头应为 employee_no,name,phone,department_code[,nickname]",
-                errors={"header": [",".join(ROSTER_COLUMNS) + "[,nickname]"]},
+            raise roster_error(
+                "roster_header_invalid", "名册表头应为 employee_no,name,phone,department_code[,nickname]", 1,
+                {"header": [",".join(ROSTER_COLUMNS) + "[,nickname]"]},
             )
         with self.db.uow() as uow:
             self._institution(uow, principal, institution_id)
@@ -166,7 +171,7 @@ class AdminService:
             try:
                 rows, errors = self._parse_roster_rows(reader, len(header), departments)
             except csv.Error as exc:
-                raise ApiError(422, "roster_invalid", "名册文件不是有效的 CSV", errors={"_file": [str(exc)]}) from exc
+                raise roster_error("roster_invalid", "名册文件不是有效的 CSV", 1, {"_file": [str(exc)]}) from exc
             errors += self._phone_conflicts(rows, existing)
             if errors:
                 errors.sort(key=lambda e: e["row"])
@@ -186,10 +191,11 @@ class AdminService:
                     uow.session.add(RosterEntry(institution_id=institution_id, **row))
                     created += 1
                     continue
+                before = (entry.department_id, entry.nickname)
                 for key, value in row.items():
                     setattr(entry, key, value)
                 updated += 1
-                if entry.user_id is not None:
+                if entry.user_id is not None and (entry.department_id, entry.nickname) != before:
                     self._follow_bound_employee(uow, entry)
             try:
                 uow.commit()
@@ -318,12 +324,30 @@ class AdminService:
                 result["key_id"] = device.key_id
                 result["secret"] = derive_operator_secret(self.settings.operator_key_secret, device.key_id)
             else:
-                token, expires = issuer.issue(
-                    f"device:{device.id}", "device", self.settings.device_token_ttl,
-                    did=device.id, roles=[kind], inst=institution_id,
-                )
-                result["token"] = token
-                result["expires_at"] = expires
+                result.update(self._issue_device_token(device, issuer))
+            uow.commit()
+            return result
+
+    def _issue_device_token(self, device: Device, issuer: TokenIssuer) -> dict[str, Any]:
+        token, expires = issuer.issue(
+            f"device:{device.id}", "device", self.settings.device_token_ttl,
+            did=device.id, roles=[device.kind], inst=device.institution_id,
+        )
+        device.token_kid = issuer.kid
+        return {"token": token, "expires_at": expires}
+
+    def reissue_device_token(self, principal: Principal, issuer: TokenIssuer, device_id: int) -> dict[str, Any]:
+        """A new token for a station or screen, signed with the current key (before retiring an old key)."""
+        with self.db.uow() as uow:
+            device = uow.session.get(Device, device_id)
+            if device is None:
+                raise ApiError(404, "device_not_found", "设备不存在")
+            principal.ensure_institution(device.institution_id)
+            if device.revoked_at is not None:
+                raise ApiError(409, "device_revoked", "设备已被撤销")
+            if device.kind == "operator":
+                raise ApiError(409, "not_a_token_device", "充电运营商使用签名密钥，无需重新签发凭证")
+            result = {**device_view(device), **self._issue_device_token(device, issuer)}
             uow.commit()
             return result
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from services.gateway.models import SigningKeyRecord
+from services.gateway.models import Device, SigningKeyRecord
 from shared import clock
 from shared.auth.tokens import SigningKey
 from shared.db import Database
@@ -41,7 +41,8 @@ class KeyRing:
             ).first()
             if row is not None:
                 return SigningKey(row.kid, row.private_pem, row.public_jwk)
-            if uow.session.scalars(select(SigningKeyRecord.kid).limit(1)).first() is not None:
+            pending = select(SigningKeyRecord.kid).where(SigningKeyRecord.retired_at.is_(None)).limit(1)
+            if uow.session.scalars(pending).first() is not None:
                 # Keys exist but none may sign yet: making one now would sign with a key no verifier has.
                 raise ApiError(503, "no_signing_key", "签名密钥尚未生效，请稍后再试")
         return self.rotate(lead_seconds=0)
@@ -66,9 +67,20 @@ class KeyRing:
     def retire(self, kid: str) -> None:
         """Stop publishing ``kid``: tokens it signed stop verifying once verifiers refresh their JWKS."""
         with self.db.uow() as uow:
+            # Two retirements at once must not each count on the other key: lock all key rows first.
+            uow.session.execute(select(SigningKeyRecord.kid).order_by(SigningKeyRecord.kid).with_for_update()).all()
             row = uow.session.get(SigningKeyRecord, kid)
             if row is None:
                 raise ApiError(404, "key_not_found", "签名密钥不存在")
+            devices = uow.session.scalar(
+                select(func.count(Device.id)).where(Device.token_kid == kid, Device.revoked_at.is_(None))
+            )
+            if row.retired_at is None and devices:
+                raise ApiError(
+                    409, "key_in_use_by_devices",
+                    f"仍有 {devices} 台设备使用该密钥签发的凭证，请先为它们重新签发（POST /devices/{{id}}/token）",
+                    extra={"devices": devices},
+                )
             # Another key must already be signing: a key published but not yet active does not count.
             others_signing = uow.session.scalars(
                 select(SigningKeyRecord.kid).where(

@@ -111,6 +111,8 @@ class Device(Base):
     key_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=now)
+    # The key that signed its current token: that key may not be retired while the device relies on it.
+    token_kid: Mapped[str | None] = mapped_column(String(64))
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 

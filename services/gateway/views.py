@@ -253,6 +253,16 @@ class DeviceItem(MethodView):
         admin_service().revoke_device(current_principal(), device_id)
 
 
+@admin_blp.route("/devices/<id:device_id>/token")
+class DeviceToken(MethodView):
+    @require_auth(*ADMINS)
+    @admin_blp.response(201, DeviceCredentialSchema)
+    def post(self, device_id):
+        """A new token for a station or screen (the old one keeps working until its key is retired)."""
+        issuer = auth_service().issuer()
+        return admin_service().reissue_device_token(current_principal(), issuer, device_id)
+
+
 @admin_blp.route("/admins")
 class Admins(MethodView):
     @require_auth(*ADMINS)

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from services.points.models import Member
 from shared.db import UnitOfWork
-from shared.events import EmployeeFacts
+from shared.events import EmployeeBound, EmployeeFacts
 
 
 def remember_member(uow: UnitOfWork, event: EmployeeFacts) -> None:
-    """Record (or update) who the employee is, for receipts and boards."""
+    """Record (or update) who the employee is, for receipts and boards; newer facts win, whatever the order."""
     member = uow.session.get(Member, event.user_id)
     if member is None:
-        member = Member(user_id=event.user_id)
+        member = Member(user_id=event.user_id, bound_at=event.occurred_at)
         uow.session.add(member)
+    if isinstance(event, EmployeeBound) and event.occurred_at < member.bound_at:
+        member.bound_at = event.occurred_at  # the binding itself, even when an update arrived first
+    if member.facts_at is not None and member.facts_at > event.occurred_at:
+        return
+    member.facts_at = event.occurred_at
     member.institution_id = event.institution_id
     member.department_id = event.department_id
     member.employee_no = event.employee_no
     member.nickname = event.nickname
-    if member.bound_at is None:
-        member.bound_at = event.occurred_at
-
 
 HANDLERS = {"EmployeeBound": remember_member, "EmployeeUpdated": remember_member}

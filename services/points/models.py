@@ -25,4 +25,6 @@ class Member(Base):
     department_id: Mapped[int | None] = mapped_column(Integer)
     employee_no: Mapped[str] = mapped_column(String(32))
     nickname: Mapped[str] = mapped_column(String(32))
+    # When the facts applied here were true: an older event arriving late changes nothing.
+    facts_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     bound_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -93,6 +93,7 @@ def test_roster_checks_duplicates_columns_and_header(api, pilot, province_token)
     assert "_row" in errors[4]
     header = _import(api, province_token, pilot.institution_id, "id,name\n1,x\n")
     assert header.status_code == 422 and header.json()["code"] == "roster_header_invalid"
+    assert header.json()["imported"] == 0 and header.json()["errors"][0]["row"] == 1
     not_csv = api.post(f"/api/auth/institutions/{pilot.institution_id}/roster", json={"a": 1}, token=province_token)
     assert not_csv.status_code == 415
 

@@ -35,6 +35,7 @@ class Effects:
         self.gate: threading.Event | None = None
         self.fail_next = False
         self.commit_then_fail = False
+        self.rate_limited = False
 
 
 @pytest.fixture
@@ -51,6 +52,8 @@ def sample(settings, databases, redis_client, clean):
         def post(self, data):
             if effects.gate is not None:
                 effects.gate.wait(timeout=10)
+            if effects.rate_limited:
+                raise ApiError(429, headers={"Retry-After": "1"})
             with effects.lock:
                 effects.calls += 1
                 if effects.commit_then_fail:
@@ -195,3 +198,32 @@ def test_the_query_string_is_part_of_the_request(sample):
     client.post("/transfers?dry_run=0", json={"amount": 2}, headers=headers())
     other = client.post("/transfers?dry_run=1", json={"amount": 2}, headers=headers())
     assert other.status_code == 422 and other.get_json()["code"] == "idempotency_key_reused"
+
+
+def test_a_request_taken_over_cannot_overwrite_its_successor(sample, databases):
+    from shared.idempotency import IdempotencyStore
+
+    store = IdempotencyStore(databases["points"], points_infra.idempotency)
+    fingerprint = request_fingerprint("user:9", "POST", "/x?", b"{}")
+    with sample[0].application.test_request_context():
+        first, _ = store.claim("user:9", "k", fingerprint)
+        clock.set_time(clock.now() + timedelta(seconds=61))
+        second, _ = store.claim("user:9", "k", fingerprint)
+        assert first != second
+        from flask import Response
+
+        store.complete("user:9", "k", first, Response('{"late": true}', status=201))
+        store.release("user:9", "k", first)
+        store.complete("user:9", "k", second, Response('{"winner": true}', status=201))
+        _, replay = store.claim("user:9", "k", fingerprint)
+    assert replay is not None and replay.get_json() == {"winner": True}
+
+
+def test_try_later_answers_are_not_replayed(sample):
+    client, effects, headers = sample
+    effects.rate_limited = True
+    first = client.post("/transfers", json={"amount": 3}, headers=headers())
+    assert first.status_code == 429
+    effects.rate_limited = False
+    again = client.post("/transfers", json={"amount": 3}, headers=headers())
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers

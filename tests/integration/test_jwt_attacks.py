@@ -18,6 +18,7 @@ from lvbao.registry import SERVICES
 from services.gateway.keys import KeyRing
 from shared import clock
 from shared.auth.tokens import SigningKey, TokenIssuer
+from shared.errors import ApiError
 from shared.service_app import public_prefix
 
 pytestmark = pytest.mark.integration
@@ -173,3 +174,30 @@ def test_a_key_rotated_without_lead_is_fetched_on_first_sight(api, settings, dat
     )[0]
     for service in SERVICES:
         assert api.get(f"{public_prefix(service)}/whoami", token=token).status_code == 200, service
+
+
+def test_a_key_devices_still_rely_on_cannot_be_retired_until_they_get_new_tokens(
+    api, pilot, province_token, databases, settings, rotates_keys
+):
+    ring = KeyRing(databases["gateway"])
+    old = ring.signing_key()
+    device = api.post("/api/auth/devices", json={"kind": "screen", "institution_id": pilot.institution_id,
+                                                 "name": "大厅"}, token=province_token).json()
+    ring.rotate(lead_seconds=0)
+    with pytest.raises(ApiError) as caught:
+        ring.retire(old.kid)
+    assert caught.value.code == "key_in_use_by_devices" and caught.value.extra == {"devices": 1}
+
+    fresh = api.post(f"/api/auth/devices/{device['id']}/token", token=province_token)
+    assert fresh.status_code == 201, fresh.text
+    ring.retire(old.kid)
+    clock.set_time(clock.now() + timedelta(seconds=settings.jwks_cache_seconds + 1))
+    _assert_refused_everywhere(api, device["token"])
+    assert api.get("/api/points/whoami", token=fresh.json()["token"]).status_code == 200
+
+
+def test_person_tokens_with_device_roles_and_device_tokens_with_person_roles_are_refused(api, settings,
+                                                                                         current_key):
+    _assert_refused_everywhere(api, _sign(current_key, _claims(settings, roles=["station"])))
+    _assert_refused_everywhere(api, _sign(current_key, _claims(settings, typ="device", did=1,
+                                                               roles=["screen", "province_admin"])))

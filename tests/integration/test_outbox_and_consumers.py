@@ -181,7 +181,10 @@ def test_rows_stay_until_acknowledged_and_lost_jobs_are_sent_again(databases, cl
     _record(gateway, event)
     relay = OutboxRelay("gateway", gateway, gateway_infra, redis_client)
     assert relay.relay_once() == 1
-    redis_client.delete("rq:queue:points")  # Redis loses the job (a restart without the last second of AOF)
+    clock.set_time(clock.now() + timedelta(minutes=16))
+    assert relay.redeliver_unacknowledged() == 0  # its job still waits in the queue (workers are behind)
+    clock.set_time(None)
+    redis_client.flushdb()  # Redis loses the job (a restart without the last second of AOF)
 
     clock.set_time(clock.now() + timedelta(minutes=14))
     assert relay.redeliver_unacknowledged() == 0  # still inside a job's own retry schedule
@@ -268,3 +271,19 @@ def test_a_failing_event_holds_up_only_itself(databases, clean, redis_client):
     assert set(_members(databases["points"])) == {701, 702}
     acked = {m.decode() for m in redis_client.smembers(ack_key("gateway"))}
     assert acked == {f"{events[1].event_id}:points", f"{events[2].event_id}:points"}
+
+
+def test_older_facts_arriving_late_do_not_undo_newer_ones(databases, clean):
+    from services.points.handlers import HANDLERS
+    from shared.events import EmployeeUpdated
+
+    t0 = clock.now()
+    bound = EmployeeBound(user_id=800, institution_id=1, department_id=1, employee_no="E800", nickname="old",
+                          occurred_at=t0)
+    moved = EmployeeUpdated(user_id=800, institution_id=1, department_id=2, employee_no="E800", nickname="new",
+                            occurred_at=t0 + timedelta(minutes=1))
+    consume("points", databases["points"], points_infra, HANDLERS, [moved.to_message(), bound.to_message()])
+    with databases["points"].reader() as uow:
+        member = uow.session.get(Member, 800)
+        assert (member.department_id, member.nickname) == (2, "new")
+        assert member.bound_at == t0

@@ -105,3 +105,61 @@ def test_unhandled_error_is_500_in_the_contract_shape_without_details(settings, 
                     "request_id": "req-boom-0001"}
     assert "secret internals" not in response.get_data(as_text=True)
     assert any(getattr(r, "request_id", None) == "req-boom-0001" for r in caplog.records)
+
+
+def test_a_service_that_cannot_load_any_key_answers_503_not_401(settings, databases, redis_client):
+    from shared.auth import JwksKeySource
+
+    app = create_service_app("points", settings=settings, db=databases["points"], models=activities_infra,
+                             blueprints=[], description="", redis_client=redis_client,
+                             key_source=JwksKeySource("http://127.0.0.1:1/jwks.json", timeout=0.5))
+    response = app.test_client().get("/whoami", headers={"Authorization": "Bearer a.b.c"})
+    assert response.status_code == 401  # malformed: refused before any key is needed
+    token = "eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.e30.c2ln"  # {"alg":"EdDSA","kid":"k1"}
+    unavailable = app.test_client().get("/whoami", headers={"Authorization": f"Bearer {token}"})
+    assert unavailable.status_code == 503 and unavailable.headers["Retry-After"] == "5"
+
+
+def test_only_outages_are_503(settings, databases, redis_client):
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    blp = Blueprint("db", __name__)
+
+    @blp.route("/broken-sql")
+    class BrokenSql(MethodView):
+        def get(self):
+            with databases["activities"].uow() as uow:
+                uow.session.execute(text("SELECT no_such_column FROM activities.outbox"))
+
+    @blp.route("/locked")
+    class Locked(MethodView):
+        def get(self):
+            raise OperationalError("BEGIN", {}, Exception("database is locked"))
+
+    app = create_service_app("activities", settings=settings, db=databases["activities"], models=activities_infra,
+                             blueprints=[blp], description="", redis_client=redis_client)
+    client = app.test_client()
+    assert client.get("/broken-sql").status_code == 500
+    assert client.get("/locked").status_code == 503
+
+
+def test_forwarded_headers_count_only_behind_the_proxy(settings, databases, redis_client):
+    from flask import request
+
+    blp = Blueprint("where", __name__)
+
+    @blp.route("/where")
+    class Where(MethodView):
+        def get(self):
+            return {"remote": request.remote_addr, "prefix": request.script_root}
+
+    for trust, expected in ((False, {"remote": "127.0.0.1", "prefix": ""}),
+                            (True, {"remote": "203.0.113.9", "prefix": "/api/activities"})):
+        app = create_service_app("activities", settings=settings.with_overrides(trust_proxy=trust),
+                                 db=databases["activities"], models=activities_infra, blueprints=[blp],
+                                 description="", redis_client=redis_client)
+        seen = app.test_client().get("/where", headers={"X-Forwarded-For": "203.0.113.9",
+                                                        "X-Forwarded-Prefix": "/api/activities"},
+                                     environ_base={"REMOTE_ADDR": "127.0.0.1"})
+        assert seen.get_json() == expected
