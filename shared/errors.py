@@ -65,9 +65,7 @@ class ErrorSchema(ma.Schema):
     code = ma.fields.String(required=True, metadata={"description": "stable machine word"})
     message = ma.fields.String(required=True, metadata={"description": "message for people, in Chinese"})
     status = ma.fields.Integer(required=True)
-    errors = ma.fields.Raw(
-        metadata={"description": "field -> list of messages; a roster import lists [{row, errors}]"}
-    )
+    errors = ma.fields.Dict(metadata={"description": "field -> list of messages"})
     request_id = ma.fields.String(allow_none=True)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from shared.errors import ErrorSchema
 from shared.schemas import InputSchema, PageArgsSchema, page_schema
 
 CODE = validate.Length(min=1, max=128)
@@ -111,6 +112,18 @@ class RosterImportResultSchema(ma.Schema):
     created = fields.Integer(required=True)
     updated = fields.Integer(required=True)
     errors = fields.List(fields.Dict(), required=True)
+
+
+class RosterRowErrorSchema(ma.Schema):
+    row = fields.Integer(required=True, metadata={"description": "spreadsheet row (the header is row 1)"})
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), required=True)
+
+
+class RosterImportErrorSchema(ErrorSchema):
+    """The error shape of a refused roster import: nothing imported, every bad row named."""
+
+    imported = fields.Integer(required=True)
+    errors = fields.List(fields.Nested(RosterRowErrorSchema), required=True)
 
 
 class RosterEntrySchema(ma.Schema):

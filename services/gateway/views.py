@@ -30,6 +30,7 @@ from services.gateway.schemas import (
     LogoutSchema,
     PageArgsSchema,
     RefreshSchema,
+    RosterImportErrorSchema,
     RosterImportResultSchema,
     RosterPageSchema,
     TokenPairSchema,
@@ -206,6 +207,7 @@ class Roster(MethodView):
     @require_auth(*ADMINS)
     @admin_blp.doc(**ROSTER_BODY_DOC)
     @admin_blp.response(200, RosterImportResultSchema)
+    @admin_blp.alt_response(422, schema=RosterImportErrorSchema, description="Nothing imported; bad rows named")
     def post(self, institution_id):
         """Import a roster CSV: all rows or none; a bad row is named (422, errors by spreadsheet row)."""
         if request.mimetype not in ("text/csv", "text/plain", "application/csv"):
