@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +13,9 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from services.gateway.config import INVITE_TTL, ROSTER_MAX_ROWS
+from services.gateway.config import INVITE_TTL
 from services.gateway.models import Admin, Department, Device, Institution, Invite, RosterEntry, User, infra
+from services.gateway.roster import ROSTER_COLUMNS, decode_csv, parse_rows, phone_conflicts, roster_error
 from services.gateway.service import lock_institution, passwords, token_hash
 from shared import clock
 from shared.auth.guards import REVOKED_DEVICES_KEY, Principal
@@ -27,9 +27,6 @@ from shared.errors import ApiError
 from shared.events import EmployeeUpdated
 from shared.outbox import record_event
 
-ROSTER_COLUMNS = ["employee_no", "name", "phone", "department_code"]
-EMPLOYEE_NO = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-PHONE = re.compile(r"^\d{5,20}$")
 # Invite codes are typed by people: no 0/O or 1/I/L.
 INVITE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 MIN_PASSWORD_LENGTH = 10
@@ -57,28 +54,6 @@ def device_view(row: Device) -> dict[str, Any]:
 
 def admin_account_view(row: Admin) -> dict[str, Any]:
     return {"id": row.id, "username": row.username, "role": row.role, "institution_id": row.institution_id}
-
-
-def normalise_phone(raw: str) -> str:
-    digits = re.sub(r"[\s-]", "", raw)
-    if digits.startswith("+86"):
-        digits = digits[3:]
-    return digits
-
-
-def roster_error(code: str, message: str, row: int, field_errors: dict[str, list[str]]) -> ApiError:
-    """A whole-file problem in the roster import's one error shape: ``imported: 0, errors: [{row, errors}]``."""
-    return ApiError(422, code, message, errors=[{"row": row, "errors": field_errors}], extra={"imported": 0})
-
-
-def decode_csv(body: bytes) -> str:
-    """Roster files come from Excel: UTF-8 (with or without BOM) or GB18030."""
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            return body.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise roster_error("roster_encoding", "名册文件编码无法识别，请另存为 UTF-8 CSV", 1, {"_file": ["encoding"]})
 
 
 @dataclass
@@ -169,10 +144,10 @@ class AdminService:
                 for e in uow.session.scalars(select(RosterEntry).where(RosterEntry.institution_id == institution_id))
             }
             try:
-                rows, errors = self._parse_roster_rows(reader, len(header), departments)
+                rows, errors = parse_rows(reader, len(header), departments)
             except csv.Error as exc:
                 raise roster_error("roster_invalid", "名册文件不是有效的 CSV", 1, {"_file": [str(exc)]}) from exc
-            errors += self._phone_conflicts(rows, existing)
+            errors += phone_conflicts(rows, existing)
             if errors:
                 errors.sort(key=lambda e: e["row"])
                 raise ApiError(
@@ -204,23 +179,6 @@ class AdminService:
             return {"imported": created + updated, "created": created, "updated": updated, "errors": []}
 
     @staticmethod
-    def _phone_conflicts(rows: list[dict[str, Any]], existing: dict[str, RosterEntry]) -> list[dict[str, Any]]:
-        """Rows whose phone another employee of the institution would still have after the import."""
-        phones = {number: entry.phone for number, entry in existing.items()}
-        phones.update({row["employee_no"]: row["phone"] for row in rows})
-        holders: dict[str, list[str]] = {}
-        for number, phone in phones.items():
-            holders.setdefault(phone, []).append(number)
-        return [
-            {"row": row["row"], "errors": {"phone": [
-                "already used by " + ", ".join(n for n in holders[row["phone"]] if n != row["employee_no"])
-            ]}}
-            for row in rows
-            if len(holders[row["phone"]]) > 1 and any(n not in {r["employee_no"] for r in rows}
-                                                      for n in holders[row["phone"]])
-        ]
-
-    @staticmethod
     def _follow_bound_employee(uow, entry: RosterEntry) -> None:
         """A bound employee's new department or nickname reaches their account and the other services."""
         user = uow.session.get(User, entry.user_id)
@@ -231,49 +189,6 @@ class AdminService:
             user_id=user.id, institution_id=entry.institution_id, department_id=entry.department_id,
             employee_no=entry.employee_no, nickname=user.nickname,
         ))
-
-    @staticmethod
-    def _parse_roster_rows(reader, width: int, departments: dict[str, int]):
-        rows: list[dict[str, Any]] = []
-        errors: list[dict[str, Any]] = []
-        seen_numbers: dict[str, int] = {}
-        seen_phones: dict[str, int] = {}
-        for number, cells in enumerate(reader, start=2):
-            if not any(c.strip() for c in cells):
-                continue
-            if len(rows) + len(errors) >= ROSTER_MAX_ROWS:
-                errors.append({"row": number, "errors": {"_row": [f"at most {ROSTER_MAX_ROWS} rows per file"]}})
-                break
-            problems: dict[str, list[str]] = {}
-            if not len(ROSTER_COLUMNS) <= len(cells) <= width:
-                errors.append({"row": number, "errors": {"_row": [f"expected {width} columns, got {len(cells)}"]}})
-                continue
-            values = [c.strip() for c in cells]
-            employee_no, name, phone, department_code = values[:4]
-            nickname = values[4] if len(values) == 5 and values[4] else None
-            phone = normalise_phone(phone)
-            if not EMPLOYEE_NO.match(employee_no):
-                problems.setdefault("employee_no", []).append("1-32 letters, digits, - or _")
-            elif employee_no in seen_numbers:
-                problems.setdefault("employee_no", []).append(f"duplicate of row {seen_numbers[employee_no]}")
-            if not 1 <= len(name) <= 64:
-                problems.setdefault("name", []).append("1-64 characters")
-            if not PHONE.match(phone):
-                problems.setdefault("phone", []).append("5-20 digits")
-            elif phone in seen_phones:
-                problems.setdefault("phone", []).append(f"duplicate of row {seen_phones[phone]}")
-            if department_code not in departments:
-                problems.setdefault("department_code", []).append(f"unknown department {department_code!r}")
-            if nickname is not None and len(nickname) > 32:
-                problems.setdefault("nickname", []).append("at most 32 characters")
-            seen_numbers.setdefault(employee_no, number)
-            seen_phones.setdefault(phone, number)
-            if problems:
-                errors.append({"row": number, "errors": problems})
-                continue
-            rows.append({"row": number, "employee_no": employee_no, "name": name, "phone": phone,
-                         "department_id": departments[department_code], "nickname": nickname})
-        return rows, errors
 
     def list_roster(self, principal: Principal, institution_id: int, after_id: int, limit: int):
         with self.db.reader() as uow:
