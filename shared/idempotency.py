@@ -62,6 +62,10 @@ def request_fingerprint(principal: str, method: str, path: str, body: bytes) -> 
     return digest.hexdigest()
 
 
+def _in_use() -> ApiError:
+    return ApiError(409, "idempotency_key_in_use", "相同的请求正在处理中，请稍后重试")
+
+
 class IdempotencyStore:
     def __init__(self, db, model):
         self.db = db
@@ -84,7 +88,7 @@ class IdempotencyStore:
                 select(Record).where(Record.principal == principal, Record.key == key)
             ).one_or_none()
             if record is None:  # freed between our insert and our read: the client may simply retry
-                raise ApiError(409, "idempotency_key_in_use", "相同的请求正在处理中，请稍后重试")
+                raise _in_use()
             if record.fingerprint != fingerprint:
                 raise ApiError(
                     422,
@@ -101,7 +105,7 @@ class IdempotencyStore:
                 return None, response
             now = clock.now()
             if clock.as_utc(record.locked_at) + STALE_AFTER > now:
-                raise ApiError(409, "idempotency_key_in_use", "相同的请求正在处理中，请稍后重试")
+                raise _in_use()
             taken = uow.session.execute(
                 update(Record)
                 .where(Record.id == record.id, Record.claim == record.claim, Record.state == "in_progress")
@@ -109,7 +113,7 @@ class IdempotencyStore:
             ).rowcount
             uow.commit()
             if not taken:
-                raise ApiError(409, "idempotency_key_in_use", "相同的请求正在处理中，请稍后重试")
+                raise _in_use()
             return claim, None
 
     def complete(self, principal: str, key: str, claim: str, response: Response) -> None:

@@ -22,7 +22,7 @@ from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from shared import clock
@@ -75,6 +75,9 @@ class OutboxRelay:
     def relay_once(self) -> int:
         """Relay one batch; returns how many rows were published. Raises RedisError when Redis is down."""
         Outbox = self.models.outbox
+        with self.db.reader() as uow:  # idle polls take no write lock
+            if uow.session.scalars(select(Outbox.id).where(Outbox.published_at.is_(None)).limit(1)).first() is None:
+                return 0
         with self.db.uow() as uow:
             rows = uow.session.scalars(
                 select(Outbox)
@@ -169,7 +172,7 @@ class OutboxRelay:
     def backlog(self) -> int:
         Outbox = self.models.outbox
         with self.db.reader() as uow:
-            return len(uow.session.scalars(select(Outbox.id).where(Outbox.published_at.is_(None))).all())
+            return uow.session.scalar(select(func.count(Outbox.id)).where(Outbox.published_at.is_(None))) or 0
 
 
 def run_relays(
@@ -180,7 +183,7 @@ def run_relays(
     should_stop: Callable[[], bool] = lambda: False,
     periodic: list[tuple[float, Callable[[], object]]] = (),
 ) -> None:
-    """Relay until ``should_stop``: drain while there is work, poll when idle, back off on Redis errors.
+    """Relay until ``should_stop``: drain while there is work, poll when idle, back off on errors.
 
     ``periodic`` holds (interval seconds, callable) pairs run between batches, e.g. re-asserting revocations.
     """
@@ -196,20 +199,22 @@ def run_relays(
                     log.warning("periodic task failed", extra={"task": getattr(task, "__name__", "?"),
                                                                "error": str(exc)})
                     next_run[i] = time.monotonic() + min(interval, max_backoff)
-        moved = 0
-        try:
-            for relay in relays:
+        moved = failed = 0
+        for relay in relays:  # each service on its own: one's trouble does not hold up the others
+            try:
                 moved += relay.relay_once()
                 relay.collect_acks()
-            backoff = poll_interval
-        except Exception as exc:
-            # Redis or the database is away (or anything else went wrong): the outbox keeps everything.
-            level = logging.WARNING if isinstance(exc, RedisError | DBAPIError) else logging.ERROR
-            log.log(level, "relay paused", exc_info=level == logging.ERROR,
-                    extra={"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                           "retry_in": backoff})
+            except Exception as exc:
+                # Redis or the database is away (or anything else went wrong): the outbox keeps everything.
+                failed += 1
+                level = logging.WARNING if isinstance(exc, RedisError | DBAPIError) else logging.ERROR
+                log.log(level, "relay paused", exc_info=level == logging.ERROR,
+                        extra={"service": relay.service, "retry_in": backoff,
+                               "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__})
+        if failed:
             time.sleep(backoff)
             backoff = min(backoff * 2, max_backoff)
             continue
+        backoff = poll_interval
         if not moved:
             time.sleep(poll_interval)

@@ -8,6 +8,8 @@ from shared import outbox
 
 
 class FakeRelay:
+    service = "fake"
+
     def __init__(self, script):
         self.script = list(script)
         self.calls = 0
