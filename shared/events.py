@@ -82,10 +82,56 @@ class EmployeeUpdated(EmployeeFacts):
     """A bound employee's department or nickname changed (a roster re-import)."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class ActionRecorded(Event):
+    """A green action was accepted (at once, or approved after review): points credits it once, under the rule
+    version in force at ``action_at``. Quantities travel as decimal strings so no float rounding creeps in."""
+
+    action_id: int
+    user_id: int
+    institution_id: int
+    department_id: int | None
+    action_type: str  # commute | clean_plate | waste_sorting | ev_charging
+    variant: str  # the commute mode; "default" for the other types
+    quantity: str  # in ``unit``: "10.5" km, "1" meal, "1" check_in, "23.4" kwh
+    unit: str
+    action_at: str  # RFC 3339, when the action happened
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActionReversed(Event):
+    """An admin rejected an action that had been accepted: points reverses its award with a compensating entry."""
+
+    action_id: int
+    user_id: int
+    institution_id: int
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuleVersionPublished(Event):
+    """A rule version exists (new, or installed by default): activities keeps the limits it validates with."""
+
+    rule_id: int
+    action_type: str
+    institution_id: int | None  # None: the province default
+    version: int
+    effective_from: str  # RFC 3339
+    effective_to: str | None
+    unit: str
+    variants: dict[str, Any]  # {"<mode or default>": {"carbon_g_per_unit": int, "max_quantity_per_action"?: num}}
+    max_quantity_per_action: str | None
+    daily_count_limit: int | None
+    claim_window_days: int
+
+
 # Which services consume each event type. The producer's outbox writes one row per consumer.
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
-    "EmployeeBound": ("points",),
-    "EmployeeUpdated": ("points",),
+    "EmployeeBound": ("points", "activities"),
+    "EmployeeUpdated": ("points", "activities"),
+    "ActionRecorded": ("points",),
+    "ActionReversed": ("points",),
+    "RuleVersionPublished": ("activities",),
 }
 
 

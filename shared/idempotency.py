@@ -165,6 +165,7 @@ def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
             # Keys are scoped to an authenticated caller; an address is no identity (NAT, proxies).
             raise RuntimeError("@idempotent needs an authenticated caller: put it below require_auth")
         principal = g.principal.subject
+        g.idempotency_key = key  # the effect's own table stores it: unique per caller and key (the last guard)
         ctx = current_app.extensions["lvbao"]
         store = IdempotencyStore(ctx.db, ctx.models.idempotency)
         fingerprint = request_fingerprint(principal, request.method, request.full_path, request.get_data())

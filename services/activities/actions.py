@@ -1,0 +1,309 @@
+"""Recording green actions: commutes from the mini-program, station scans and operators' charging sessions.
+
+Every accepted action emits ``ActionRecorded`` through the outbox in the same transaction; points credits it.
+Invalid input is refused (nothing stored); implausible actions are stored as ``pending_review`` for an admin.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.activities.limits import UNITS, Limits, limits_in_force, lock_user
+from services.activities.models import Action, ActionClaim, Member, OperatorRequest, Station, infra
+from shared import clock, qr
+from shared.auth.guards import Principal
+from shared.db import Database, UnitOfWork
+from shared.errors import ApiError
+from shared.events import ActionRecorded
+from shared.outbox import record_event
+
+# A phone's clock may run a little ahead of ours.
+FUTURE_SLACK = timedelta(minutes=2)
+# Fastest plausible door-to-door speed per mode (km/h): a trip of d km took at least d / speed hours.
+TOP_SPEED_KMH = {"walk": 8, "bike": 30, "bus": 60, "metro": 80, "carpool": 110, "ev": 110}
+# A charging session faster than this (kW) is not a staff car at an office charger.
+MAX_CHARGING_KW = Decimal(360)
+OPERATOR_REPLAY_WINDOW = timedelta(minutes=10)
+SCAN_ACTIONS = {"canteen": "clean_plate", "sorting": "waste_sorting"}
+
+
+def invalid(code: str, message: str, field: str, detail: str | None = None) -> ApiError:
+    return ApiError(422, code, message, errors={field: [detail or message]})
+
+
+def action_at_or_refuse(occurred_at: datetime, limits: Limits, field: str = "occurred_at") -> datetime:
+    now = clock.now()
+    if occurred_at > now + FUTURE_SLACK:
+        raise invalid("occurred_in_future", "发生时间不能晚于当前时间", field)
+    if occurred_at < now - timedelta(days=limits.claim_window_days):
+        raise invalid("action_too_old", f"只能申报 {limits.claim_window_days} 天内的低碳行为", field)
+    return occurred_at
+
+
+def local_day_bounds(moment: datetime) -> tuple[datetime, datetime]:
+    """The UTC bounds of ``moment``'s day in Asia/Shanghai."""
+    local = moment.astimezone(clock.LOCAL_TZ)
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return clock.as_utc(start), clock.as_utc(start + timedelta(days=1))
+
+
+def _count_today(session: Session, user_id: int, action_type: str, at: datetime) -> int:
+    start, end = local_day_bounds(at)
+    return session.scalar(
+        select(func.count(Action.id)).where(
+            Action.user_id == user_id,
+            Action.type == action_type,
+            Action.status != "rejected",
+            Action.occurred_at >= start,
+            Action.occurred_at < end,
+        )
+    ) or 0
+
+
+def _trip_interval(mode: str, distance: Decimal, end: datetime) -> tuple[datetime, datetime]:
+    hours = float(distance) / TOP_SPEED_KMH[mode]
+    return end - timedelta(hours=hours), end
+
+
+def _overlaps_another_trip(session: Session, user_id: int, mode: str, distance: Decimal, end: datetime) -> bool:
+    start, _ = _trip_interval(mode, distance, end)
+    # No plausible trip lasts more than a day: look only at neighbours.
+    others = session.execute(
+        select(Action.variant, Action.quantity, Action.occurred_at).where(
+            Action.user_id == user_id,
+            Action.type == "commute",
+            Action.status != "rejected",
+            Action.occurred_at > end - timedelta(days=1),
+            Action.occurred_at < end + timedelta(days=1),
+        )
+    ).all()
+    for variant, quantity, other_end in others:
+        other_start, _ = _trip_interval(variant, quantity, other_end)
+        if start < other_end and other_start < end:
+            return True
+    return False
+
+
+def decimal_text(value: Decimal) -> str:
+    """A quantity as exact decimal text without trailing zeros: "10", "20.5"."""
+    return format(Decimal(value).normalize(), "f")
+
+
+def action_view(action: Action) -> dict[str, Any]:
+    return {
+        "id": action.id,
+        "type": action.type,
+        "status": action.status,
+        "reason": action.reason,
+        "occurred_at": clock.as_utc(action.occurred_at),
+        "mode": action.variant if action.type == "commute" else None,
+        "quantity": decimal_text(action.quantity),
+        "unit": action.unit,
+        "station_id": action.station_id,
+        "created_at": action.created_at,
+    }
+
+
+class ActionService:
+    def __init__(self, db: Database, operator_master_key: str):
+        self.db = db
+        self.operator_master_key = operator_master_key
+
+    # -- the three ways in --------------------------------------------------------------------------------------
+
+    def record_commute(
+        self, who: Principal, mode: str, distance_km: Decimal, occurred_at: datetime, idempotency_key: str
+    ) -> dict[str, Any]:
+        who.ensure_bound()
+        with self.db.uow() as uow:
+            lock_user(uow.session, who.user_id)
+            existing = self._by_idempotency_key(uow.session, who.user_id, idempotency_key)
+            if existing is not None:
+                return action_view(existing)
+            limits = limits_in_force(uow.session, "commute", who.institution_id, occurred_at, mode)
+            action_at_or_refuse(occurred_at, limits)
+            reason = None
+            if limits.max_quantity is not None and distance_km > limits.max_quantity:
+                reason = "distance_implausible"
+            elif limits.daily_count_limit is not None and (
+                _count_today(uow.session, who.user_id, "commute", occurred_at) >= limits.daily_count_limit
+            ):
+                reason = "too_many_trips"
+            elif _overlaps_another_trip(uow.session, who.user_id, mode, distance_km, occurred_at):
+                reason = "overlapping_trip"
+            action = self._add(
+                uow, who.user_id, who.institution_id, who.department_id, "commute", mode, distance_km, occurred_at,
+                status="pending_review" if reason else "accepted", reason=reason, source="app",
+                idempotency_key=idempotency_key,
+            )
+            uow.commit()
+            return action_view(action)
+
+    def record_scan(self, who: Principal, code_text: str, idempotency_key: str) -> dict[str, Any]:
+        who.ensure_bound()
+        now = clock.now()
+        try:
+            station_id, _, _ = qr.parse(code_text)
+        except qr.CodeInvalid as exc:
+            raise ApiError(400, "qr_invalid", "无效的二维码") from exc
+        with self.db.uow() as uow:
+            station = uow.session.get(Station, station_id)
+            if station is None or not station.active:
+                raise ApiError(400, "qr_invalid", "无效的二维码")
+            try:
+                code = qr.verify(code_text, station.qr_secret, now)
+            except qr.CodeInvalid as exc:
+                raise ApiError(400, "qr_invalid", "无效的二维码") from exc
+            except qr.CodeExpired as exc:
+                raise ApiError(410, "qr_expired", "二维码已过期，请扫描站点屏幕上的最新二维码") from exc
+            if station.institution_id != who.institution_id:
+                raise ApiError(403, "forbidden_institution", "这是其他单位的站点")
+            window = current_window(station, now)
+            if window is None:
+                raise ApiError(422, "outside_window", "当前不在该站点的开放时段", errors={"code": ["不在开放时段"]})
+            lock_user(uow.session, who.user_id)
+            existing = self._by_idempotency_key(uow.session, who.user_id, idempotency_key)
+            if existing is not None:
+                return action_view(existing)
+            action_type = SCAN_ACTIONS[station.kind]
+            day = now.astimezone(clock.LOCAL_TZ).date().isoformat()
+            claims = [f"code:{station.id}:{code.step}", f"{action_type}:{day}:{window['name']}"]
+            limits = limits_in_force(uow.session, action_type, who.institution_id, now, "default")
+            if limits.daily_count_limit is not None:
+                done = _count_today(uow.session, who.user_id, action_type, now)
+                if done >= limits.daily_count_limit:
+                    raise ApiError(409, "already_recorded", "今日次数已达上限")
+                claims.append(f"{action_type}:{day}:#{done + 1}")
+            action = self._add(
+                uow, who.user_id, who.institution_id, who.department_id, action_type, "default", Decimal(1), now,
+                status="accepted", reason=None, source="scan", idempotency_key=idempotency_key,
+                station_id=station.id, details={"window": window["name"], "step": code.step},
+            )
+            uow.session.add_all(ActionClaim(user_id=who.user_id, claim_key=key, action_id=action.id) for key in claims)
+            try:
+                uow.session.flush()
+            except IntegrityError as exc:
+                raise ApiError(409, "already_recorded", "本时段已记录过，请勿重复扫码") from exc
+            uow.commit()
+            return action_view(action)
+
+    def record_charging(
+        self, institution_id: int, key_id: str, signature: str, session: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A charging session an operator reported (its signature already checked by the view)."""
+        now = clock.now()
+        if session.get("employee_no") is None:
+            raise invalid("employee_unknown", "暂不支持按卡号匹配，请提供工号", "employee_no")
+        ended_at, started_at, kwh = session["ended_at"], session["started_at"], session["kwh"]
+        if ended_at <= started_at:
+            raise invalid("validation_error", "结束时间应晚于开始时间", "ended_at")
+        with self.db.uow() as uow:
+            uow.session.add(OperatorRequest(signature=signature, key_id=key_id, received_at=now))
+            try:
+                uow.session.flush()
+            except IntegrityError as exc:
+                raise ApiError(409, "request_replayed", "重复的请求（签名已使用）") from exc
+            member = uow.session.scalars(
+                select(Member)
+                .where(Member.institution_id == institution_id, Member.employee_no == session["employee_no"])
+                .order_by(Member.facts_at.desc())
+                .limit(1)
+            ).first()
+            if member is None:
+                raise invalid("employee_unknown", "未找到该工号的已绑定员工", "employee_no")
+            existing = uow.session.scalars(
+                select(Action).where(Action.institution_id == institution_id,
+                                     Action.external_id == session["session_id"])
+            ).first()
+            if existing is not None:
+                raise ApiError(409, "session_already_recorded", "该充电会话已记录", extra={"action_id": existing.id})
+            lock_user(uow.session, member.user_id)
+            limits = limits_in_force(uow.session, "ev_charging", institution_id, ended_at, "default")
+            action_at_or_refuse(ended_at, limits, "ended_at")
+            hours = Decimal((ended_at - started_at).total_seconds()) / 3600
+            reason = None
+            if limits.max_quantity is not None and kwh > limits.max_quantity:
+                reason = "kwh_implausible"
+            elif kwh / hours > MAX_CHARGING_KW:
+                reason = "charging_rate_implausible"
+            action = self._add(
+                uow, member.user_id, institution_id, member.department_id, "ev_charging", "default", kwh, ended_at,
+                status="pending_review" if reason else "accepted", reason=reason, source="operator",
+                external_id=session["session_id"],
+                details={"charger_id": session["charger_id"], "started_at": started_at.isoformat(), "key_id": key_id},
+            )
+            # Signatures older than the replay window are refused by their timestamp anyway.
+            uow.session.execute(
+                OperatorRequest.__table__.delete().where(OperatorRequest.received_at < now - OPERATOR_REPLAY_WINDOW)
+            )
+            try:
+                uow.session.flush()
+            except IntegrityError as exc:  # the same session reported twice at the same moment
+                raise ApiError(409, "session_already_recorded", "该充电会话已记录") from exc
+            uow.commit()
+            return action_view(action)
+
+    # -- shared steps -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _by_idempotency_key(session: Session, user_id: int, key: str) -> Action | None:
+        return session.scalars(
+            select(Action).where(Action.user_id == user_id, Action.idempotency_key == key)
+        ).first()
+
+    @staticmethod
+    def _add(uow: UnitOfWork, user_id: int, institution_id: int, department_id: int | None, action_type: str,
+             variant: str, quantity: Decimal, occurred_at: datetime, **values: Any) -> Action:
+        action = Action(
+            user_id=user_id, institution_id=institution_id, department_id=department_id, type=action_type,
+            variant=variant, quantity=quantity, unit=UNITS[action_type], occurred_at=occurred_at,
+            created_at=clock.now(), **values,
+        )
+        uow.session.add(action)
+        uow.session.flush()
+        if action.status == "accepted":
+            emit_recorded(uow, action)
+        return action
+
+    def list_mine(self, who: Principal, limit: int, before_id: int | None) -> list[dict[str, Any]]:
+        with self.db.reader() as uow:
+            query = select(Action).where(Action.user_id == who.user_id)
+            if before_id is not None:
+                query = query.where(Action.id < before_id)
+            rows = uow.session.scalars(query.order_by(Action.id.desc()).limit(limit)).all()
+            return [action_view(a) for a in rows]
+
+
+def emit_recorded(uow: UnitOfWork, action: Action) -> None:
+    """Hand an accepted action to points, once: the flag and the outbox row commit with the status."""
+    action.credited = True
+    record_event(
+        uow,
+        infra,
+        ActionRecorded(
+            action_id=action.id,
+            user_id=action.user_id,
+            institution_id=action.institution_id,
+            department_id=action.department_id,
+            action_type=action.type,
+            variant=action.variant,
+            quantity=decimal_text(action.quantity),
+            unit=action.unit,
+            action_at=clock.as_utc(action.occurred_at).isoformat(),
+        ),
+    )
+
+
+def current_window(station: Station, moment: datetime) -> dict[str, str] | None:
+    """The station's window (meal slot, sorting period) open at ``moment``, in local time."""
+    hhmm = moment.astimezone(clock.LOCAL_TZ).strftime("%H:%M")
+    for window in station.windows:
+        if window["start"] <= hhmm < window["end"]:
+            return window
+    return None

@@ -1,0 +1,68 @@
+"""Charging operators sign each request: ``X-Lvbao-Key``, ``X-Lvbao-Timestamp`` (unix seconds) and
+``X-Lvbao-Signature: hex(hmac_sha256(secret, timestamp + "." + raw_body))``. Requests outside a 5-minute window
+are refused, and so is a signature seen before (see OperatorRequest)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass
+
+from flask import current_app, request
+
+from shared import clock
+from shared.auth.guards import REVOKED_DEVICES_KEY
+from shared.auth.operator import derive_operator_secret, parse_operator_key_id, sign_request
+from shared.errors import ApiError
+
+log = logging.getLogger("lvbao.activities.operator")
+
+MAX_SKEW_SECONDS = 300
+HEADERS_DOC = {
+    "parameters": [
+        {"in": "header", "name": "X-Lvbao-Key", "required": True, "schema": {"type": "string"}},
+        {"in": "header", "name": "X-Lvbao-Timestamp", "required": True, "schema": {"type": "string"},
+         "description": "unix seconds; refused more than 5 minutes away from the server's clock"},
+        {"in": "header", "name": "X-Lvbao-Signature", "required": True, "schema": {"type": "string"},
+         "description": 'hex(hmac_sha256(secret, timestamp + "." + raw_body))'},
+    ],
+    "responses": {"401": "UNAUTHORIZED", "409": "CONFLICT"},
+}
+
+
+@dataclass(frozen=True)
+class OperatorCaller:
+    institution_id: int
+    device_id: int
+    key_id: str
+    signature: str
+
+
+def _refuse(reason: str) -> ApiError:
+    log.info("operator request refused", extra={"reason": reason})
+    return ApiError(401, "invalid_signature", "请求签名无效", headers={"WWW-Authenticate": "Lvbao-HMAC"})
+
+
+def authenticate_operator() -> OperatorCaller:
+    ctx = current_app.extensions["lvbao"]
+    key_id = request.headers.get("X-Lvbao-Key", "")
+    timestamp = request.headers.get("X-Lvbao-Timestamp", "")
+    signature = request.headers.get("X-Lvbao-Signature", "").strip().lower()
+    parsed = parse_operator_key_id(key_id) if len(key_id) <= 64 else None
+    if parsed is None or not timestamp.isdigit() or len(timestamp) > 12 or len(signature) != 64:
+        raise _refuse("malformed headers")
+    if abs(clock.now().timestamp() - int(timestamp)) > MAX_SKEW_SECONDS:
+        raise ApiError(401, "stale_timestamp", "请求时间戳超出 5 分钟有效期",
+                       headers={"WWW-Authenticate": "Lvbao-HMAC"})
+    expected = sign_request(derive_operator_secret(ctx.settings.operator_key_secret, key_id), timestamp,
+                            request.get_data())
+    if not hmac.compare_digest(expected, signature):
+        raise _refuse("signature mismatch")
+    try:
+        revoked = ctx.redis.sismember(REVOKED_DEVICES_KEY, str(parsed.device_id))
+    except Exception as exc:
+        log.warning("revocation list unreachable", extra={"error": str(exc)})
+        raise ApiError(503, "service_unavailable", "服务暂不可用，请稍后再试", headers={"Retry-After": "5"}) from exc
+    if revoked:
+        raise ApiError(401, "device_revoked", "设备凭证已被撤销")
+    return OperatorCaller(parsed.institution_id, parsed.device_id, key_id, signature)

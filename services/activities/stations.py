@@ -1,0 +1,81 @@
+"""Stations and their rotating codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from services.activities.models import Station
+from shared import clock, qr
+from shared.auth.guards import Principal
+from shared.db import Database
+from shared.errors import ApiError
+
+
+def station_view(station: Station) -> dict[str, Any]:
+    return {
+        "id": station.id,
+        "institution_id": station.institution_id,
+        "name": station.name,
+        "kind": station.kind,
+        "windows": station.windows,
+        "active": station.active,
+        "created_at": station.created_at,
+    }
+
+
+class StationService:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def create(self, who: Principal, data: dict[str, Any]) -> dict[str, Any]:
+        who.ensure_institution(data["institution_id"])
+        with self.db.uow() as uow:
+            station = Station(
+                institution_id=data["institution_id"], name=data["name"], kind=data["kind"],
+                windows=data["windows"], qr_secret=qr.new_station_secret(), active=True,
+                created_at=clock.now(), updated_at=clock.now(),
+            )
+            uow.session.add(station)
+            uow.commit()
+            return station_view(station)
+
+    def list(self, who: Principal, institution_id: int) -> list[dict[str, Any]]:
+        who.ensure_institution(institution_id)
+        with self.db.reader() as uow:
+            rows = uow.session.scalars(
+                select(Station).where(Station.institution_id == institution_id).order_by(Station.id)
+            ).all()
+            return [station_view(s) for s in rows]
+
+    def get(self, who: Principal, station_id: int) -> dict[str, Any]:
+        with self.db.reader() as uow:
+            return station_view(self._visible(uow.session, who, station_id))
+
+    def update(self, who: Principal, station_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+        with self.db.uow() as uow:
+            station = self._visible(uow.session, who, station_id)
+            for name in ("name", "windows", "active"):
+                if name in changes:
+                    setattr(station, name, changes[name])
+            if changes.get("rotate_secret"):
+                station.qr_secret = qr.new_station_secret()  # every code shown so far stops working
+            station.updated_at = clock.now()
+            uow.commit()
+            return station_view(station)
+
+    def current_code(self, who: Principal, station_id: int) -> qr.StationCode:
+        with self.db.reader() as uow:
+            station = self._visible(uow.session, who, station_id)
+            if not station.active:
+                raise ApiError(409, "station_inactive", "站点已停用")
+            return qr.code_for(station.id, station.qr_secret, clock.now())
+
+    @staticmethod
+    def _visible(session, who: Principal, station_id: int) -> Station:
+        station = session.get(Station, station_id)
+        if station is None:
+            raise ApiError(404, "station_not_found", "站点不存在")
+        who.ensure_institution(station.institution_id)
+        return station

@@ -1,0 +1,253 @@
+"""The activities HTTP API (``/api/activities``): actions, scans, stations, charging sessions, reviews."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from flask import Response, current_app, g, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from services.activities.actions import ActionService
+from services.activities.operator_auth import HEADERS_DOC, authenticate_operator
+from services.activities.reviews import ReviewService
+from services.activities.schemas import (
+    ActionListArgsSchema,
+    ActionPageSchema,
+    ActionSchema,
+    ChargingSessionSchema,
+    CommuteSchema,
+    ReviewDecisionSchema,
+    ReviewListArgsSchema,
+    ReviewPageSchema,
+    ReviewSchema,
+    ScanSchema,
+    StationCodeSchema,
+    StationCreateSchema,
+    StationListArgsSchema,
+    StationListSchema,
+    StationSchema,
+    StationUpdateSchema,
+)
+from services.activities.stations import StationService
+from shared import qr
+from shared.auth import current_principal, require_auth
+from shared.errors import ApiError
+from shared.idempotency import idempotent
+from shared.schemas import decode_cursor, encode_cursor
+
+actions_blp = Blueprint("actions", __name__, description="Green actions: commutes, station scans, charging")
+stations_blp = Blueprint("stations", __name__, description="Stations and their rotating QR codes")
+reviews_blp = Blueprint("reviews", __name__, description="The review queue of implausible actions")
+
+ADMINS = ("admin", "province_admin")
+
+
+def _service(name: str) -> Any:
+    return current_app.extensions["lvbao"].extra[name]
+
+
+def actions() -> ActionService:
+    return _service("actions")
+
+
+def _cursor_id(cursor: str | None) -> int | None:
+    value = (decode_cursor(cursor) or {}).get("id")
+    if value is not None and not isinstance(value, int):
+        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["invalid cursor"]})
+    return value
+
+
+def _page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    return {"items": items, "next_cursor": encode_cursor({"id": items[-1]["id"]}) if len(items) == limit else None}
+
+
+def _institution(requested: int | None) -> int:
+    """The institution an admin asks about: their own unless a province admin names one."""
+    who = current_principal()
+    institution_id = requested if requested is not None else who.institution_id
+    if institution_id is None:
+        raise ApiError(422, "validation_error", "请指定单位", errors={"institution_id": ["缺少必填字段"]})
+    return institution_id
+
+
+def require_operator(view):
+    """A charging operator's HMAC-signed request (see operator_auth)."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        g.operator = authenticate_operator()
+        return view(*args, **kwargs)
+
+    return Blueprint.doc(**HEADERS_DOC)(wrapper)
+
+
+# -- actions --------------------------------------------------------------------------------------------------
+
+
+@actions_blp.route("/actions")
+class Actions(MethodView):
+    @require_auth("employee")
+    @actions_blp.arguments(CommuteSchema)
+    @idempotent
+    @actions_blp.response(201, ActionSchema)
+    def post(self, data):
+        """Record a green commute. Implausible ones wait for review; invalid ones are refused with a reason."""
+        return actions().record_commute(
+            current_principal(), data["mode"], data["distance_km"], data["occurred_at"], g.idempotency_key
+        )
+
+    @require_auth("employee")
+    @actions_blp.arguments(ActionListArgsSchema, location="query")
+    @actions_blp.response(200, ActionPageSchema)
+    def get(self, args):
+        """The caller's actions, newest first (``?mine``)."""
+        items = actions().list_mine(current_principal(), args["limit"], _cursor_id(args["cursor"]))
+        return _page(items, args["limit"])
+
+
+@actions_blp.route("/scans")
+class Scans(MethodView):
+    @require_auth("employee")
+    @actions_blp.arguments(ScanSchema)
+    @idempotent
+    @actions_blp.response(201, ActionSchema)
+    def post(self, data):
+        """Scan a station's QR code: the station decides the action (clean plate, waste sorting)."""
+        return actions().record_scan(current_principal(), data["code"], g.idempotency_key)
+
+
+@actions_blp.route("/charging-sessions")
+class ChargingSessions(MethodView):
+    @require_operator
+    @actions_blp.arguments(ChargingSessionSchema)
+    @actions_blp.response(201, ActionSchema)
+    def post(self, data):
+        """A charging operator reports a staff car's charging session (HMAC-signed; ``session_id`` unique)."""
+        op = g.operator
+        return actions().record_charging(op.institution_id, op.key_id, op.signature, data)
+
+
+# -- stations -------------------------------------------------------------------------------------------------
+
+
+def stations() -> StationService:
+    return _service("stations")
+
+
+@stations_blp.route("/stations")
+class Stations(MethodView):
+    @require_auth(*ADMINS)
+    @stations_blp.arguments(StationCreateSchema)
+    @stations_blp.response(201, StationSchema)
+    def post(self, data):
+        """Create a canteen or sorting station with its time windows (local time)."""
+        return stations().create(current_principal(), data)
+
+    @require_auth(*ADMINS)
+    @stations_blp.arguments(StationListArgsSchema, location="query")
+    @stations_blp.response(200, StationListSchema)
+    def get(self, args):
+        """An institution's stations."""
+        return {"items": stations().list(current_principal(), _institution(args["institution_id"]))}
+
+
+@stations_blp.route("/stations/<id:station_id>")
+class StationItem(MethodView):
+    @require_auth(*ADMINS)
+    @stations_blp.response(200, StationSchema)
+    def get(self, station_id):
+        """One station."""
+        return stations().get(current_principal(), station_id)
+
+    @require_auth(*ADMINS)
+    @stations_blp.arguments(StationUpdateSchema)
+    @stations_blp.response(200, StationSchema)
+    def patch(self, data, station_id):
+        """Rename, change windows, (de)activate, or rotate the signing secret."""
+        return stations().update(current_principal(), station_id, data)
+
+    @require_auth(*ADMINS)
+    @stations_blp.response(204)
+    def delete(self, station_id):
+        """Deactivate a station (its actions stay; its codes stop working)."""
+        stations().update(current_principal(), station_id, {"active": False})
+
+
+@stations_blp.route("/stations/<id:station_id>/code")
+class StationCode(MethodView):
+    @require_auth("station", *ADMINS)
+    @stations_blp.response(200, StationCodeSchema)
+    def get(self, station_id):
+        """The station's current code (a new one every 30 s), with links to its images."""
+        code = stations().current_code(current_principal(), station_id)
+        headers = {"Cache-Control": "no-store"}
+        return {
+            "code": code.text,
+            "expires_at": code.expires_at,
+            "png_url": url_for("stations.StationCodePng", station_id=station_id),
+            "svg_url": url_for("stations.StationCodeSvg", station_id=station_id),
+        }, 200, headers
+
+
+def _image(station_id: int, render, mimetype: str) -> Response:
+    code = stations().current_code(current_principal(), station_id)
+    return Response(render(code.text), mimetype=mimetype, headers={"Cache-Control": "no-store"})
+
+
+@stations_blp.route("/stations/<id:station_id>/code.png")
+class StationCodePng(MethodView):
+    @require_auth("station", *ADMINS)
+    @stations_blp.response(200, content_type="image/png")
+    def get(self, station_id):
+        """The current code as a PNG."""
+        return _image(station_id, qr.render_png, "image/png")
+
+
+@stations_blp.route("/stations/<id:station_id>/code.svg")
+class StationCodeSvg(MethodView):
+    @require_auth("station", *ADMINS)
+    @stations_blp.response(200, content_type="image/svg+xml")
+    def get(self, station_id):
+        """The current code as an SVG."""
+        return _image(station_id, qr.render_svg, "image/svg+xml")
+
+
+# -- reviews --------------------------------------------------------------------------------------------------
+
+
+def reviews() -> ReviewService:
+    return _service("reviews")
+
+
+@reviews_blp.route("/reviews")
+class Reviews(MethodView):
+    @require_auth(*ADMINS)
+    @reviews_blp.arguments(ReviewListArgsSchema, location="query")
+    @reviews_blp.response(200, ReviewPageSchema)
+    def get(self, args):
+        """Actions waiting for review (or reviewed ones, by ``status``), oldest first."""
+        items = reviews().queue(current_principal(), _institution(args["institution_id"]), args["status"],
+                                args["limit"], _cursor_id(args["cursor"]) or 0)
+        return _page(items, args["limit"])
+
+
+@reviews_blp.route("/reviews/<id:action_id>/approve")
+class ReviewApprove(MethodView):
+    @require_auth(*ADMINS)
+    @reviews_blp.arguments(ReviewDecisionSchema)
+    @reviews_blp.response(200, ReviewSchema)
+    def post(self, data, action_id):
+        """Approve a flagged action: it is credited."""
+        return reviews().approve(current_principal(), action_id, data.get("note"))
+
+
+@reviews_blp.route("/reviews/<id:action_id>/reject")
+class ReviewReject(MethodView):
+    @require_auth(*ADMINS)
+    @reviews_blp.arguments(ReviewDecisionSchema)
+    @reviews_blp.response(200, ReviewSchema)
+    def post(self, data, action_id):
+        """Reject an action; one already credited is reversed by a compensating ledger entry."""
+        return reviews().reject(current_principal(), action_id, data.get("note"))

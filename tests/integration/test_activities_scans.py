@@ -1,0 +1,197 @@
+"""Stations, their rotating codes, and scans: one clean plate per meal slot, codes single-use and short-lived."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from services.activities.models import Action
+from shared import clock, qr
+from tests.conftest import PROVINCE_PASSWORD
+from tests.support import freeze, refreshed
+
+LUNCH = datetime(2030, 6, 4, 4, 0, tzinfo=UTC)  # 12:00 in Asia/Shanghai
+WINDOWS = [{"name": "早餐", "start": "07:00", "end": "09:00"}, {"name": "午餐", "start": "11:00", "end": "13:30"},
+           {"name": "晚餐", "start": "17:00", "end": "19:30"}]
+
+
+@pytest.fixture(autouse=True)
+def lunchtime(clean):
+    freeze(clean, LUNCH)
+    yield LUNCH
+
+
+@pytest.fixture
+def canteen(api, lunchtime, pilot, province_token, install_limits):
+    station = api.post("/api/activities/stations", token=province_token, json={
+        "institution_id": pilot.institution_id, "name": "一楼食堂回收台", "kind": "canteen", "windows": WINDOWS})
+    assert station.status_code == 201, station.text
+    device = api.post("/api/auth/devices", token=province_token,
+                      json={"kind": "station", "institution_id": pilot.institution_id, "name": "一楼食堂平板"})
+    assert device.status_code == 201, device.text
+    return {**station.json(), "device_token": device.json()["token"]}
+
+
+@pytest.fixture
+def employee(pilot, lunchtime):
+    return pilot.employee("o-diner", "13800000002")
+
+
+def current_code(api, station) -> dict:
+    response = api.get(f"/api/activities/stations/{station['id']}/code", token=station["device_token"])
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def scan(api, token, code, key=None):
+    return api.post("/api/activities/scans", json={"code": code}, token=token,
+                    headers={"Idempotency-Key": key or uuid.uuid4().hex})
+
+
+def test_station_shows_a_short_rotating_code_with_images(api, canteen):
+    shown = current_code(api, canteen)
+    assert len(shown["code"]) <= 32 and set(shown["code"]) <= set(
+        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!#$&'()*+,/:;=?@-._~")
+    assert datetime.fromisoformat(shown["expires_at"]) == LUNCH + timedelta(seconds=30)
+    assert current_code(api, canteen)["code"] == shown["code"]
+    clock.advance(timedelta(seconds=30))
+    assert current_code(api, canteen)["code"] != shown["code"]
+    png = api.get(shown["png_url"].removeprefix(api.base) if shown["png_url"].startswith("http")
+                  else shown["png_url"], token=canteen["device_token"])
+    assert png.status_code == 200 and png.headers["Content-Type"] == "image/png"
+    assert png.content.startswith(b"\x89PNG")
+    svg = api.get(shown["svg_url"], token=canteen["device_token"])
+    assert svg.status_code == 200 and svg.headers["Content-Type"].startswith("image/svg+xml")
+    assert b"<svg" in svg.content
+
+
+def test_a_clean_plate_once_per_meal_slot(api, canteen, employee, databases):
+    token = employee["access_token"]
+    code = current_code(api, canteen)["code"]
+    first = scan(api, token, code)
+    assert first.status_code == 201, first.text
+    assert first.json()["type"] == "clean_plate" and first.json()["status"] == "accepted"
+    assert first.json()["station_id"] == canteen["id"]
+    same_code = scan(api, token, code)
+    assert same_code.status_code == 409 and same_code.json()["code"] == "already_recorded"
+    clock.advance(timedelta(minutes=5))
+    next_code = scan(api, token, current_code(api, canteen)["code"])
+    assert next_code.status_code == 409 and next_code.json()["code"] == "already_recorded"
+    clock.set_time(LUNCH + timedelta(hours=6))  # 18:00, dinner
+    token = refreshed(api, employee)["access_token"]
+    assert scan(api, token, current_code(api, canteen)["code"]).status_code == 201
+    with databases["activities"].reader() as uow:
+        assert uow.session.scalar(select(func.count(Action.id))) == 2
+
+
+def test_scans_outside_meal_hours_are_refused(api, canteen, employee):
+    clock.set_time(LUNCH + timedelta(hours=2))  # 14:00
+    refused = scan(api, refreshed(api, employee)["access_token"], current_code(api, canteen)["code"])
+    assert refused.status_code == 422 and refused.json()["code"] == "outside_window"
+
+
+def test_a_photographed_code_is_useless_once_its_window_has_passed(api, canteen, employee, pilot):
+    code = current_code(api, canteen)["code"]
+    clock.advance(timedelta(seconds=59))  # the next step: still accepted (one step either side)
+    assert scan(api, employee["access_token"], code).status_code == 201
+    colleague = pilot.employee("o-photo", "13800000005")
+    clock.advance(timedelta(seconds=31))  # two steps on: the photo passed around is worthless
+    expired = scan(api, colleague["access_token"], code)
+    assert expired.status_code == 410 and expired.json()["code"] == "qr_expired"
+
+
+def test_forged_and_garbled_codes(api, canteen, employee, pilot, province_token):
+    token = employee["access_token"]
+    code = current_code(api, canteen)["code"]
+    tampered = code[:-1] + ("A" if code[-1] != "A" else "B")
+    for bad in (tampered, "hello", "L.zzzzzz.1.AAAAAAAAAAAAAAAA", qr.code_for(canteen["id"], "guess", LUNCH).text,
+                qr.code_for(canteen["id"], "guess", LUNCH + timedelta(minutes=5)).text):
+        refused = scan(api, token, bad)
+        assert refused.status_code == 400 and refused.json()["code"] == "qr_invalid", bad
+    assert scan(api, token, "").status_code == 422
+
+
+def test_another_institutions_station(api, canteen, pilot, province_token, lunchtime):
+    other = api.post("/api/auth/institutions", json={"name": "抚州市某局", "code": "fz-x"},
+                     token=province_token).json()
+    station = api.post("/api/activities/stations", token=province_token, json={
+        "institution_id": other["id"], "name": "食堂", "kind": "canteen", "windows": WINDOWS}).json()
+    employee = pilot.employee("o-visitor", "13800000003")
+    refused = api.get(f"/api/activities/stations/{station['id']}/code", token=canteen["device_token"])
+    assert refused.status_code == 403
+    code = api.get(f"/api/activities/stations/{station['id']}/code", token=province_token).json()["code"]
+    assert scan(api, employee["access_token"], code).status_code == 403
+
+
+def test_waste_sorting_follows_the_rules_daily_limit(api, lunchtime, pilot, province_token, install_limits):
+    station = api.post("/api/activities/stations", token=province_token, json={
+        "institution_id": pilot.institution_id, "name": "分类点", "kind": "sorting",
+        "windows": [{"name": "早", "start": "07:00", "end": "10:00"}, {"name": "中", "start": "10:00", "end": "12:00"},
+                    {"name": "晚", "start": "12:00", "end": "20:00"}]}).json()
+    employee = pilot.employee("o-sorter", "13800000004")
+
+    def sort_at(moment):
+        clock.set_time(moment)
+        code = api.get(f"/api/activities/stations/{station['id']}/code",
+                       token=pilot.admin_login("admin", PROVINCE_PASSWORD)["access_token"]).json()["code"]
+        return scan(api, refreshed(api, employee)["access_token"], code)
+
+    morning = sort_at(LUNCH - timedelta(hours=3))  # 09:00
+    assert morning.status_code == 201 and morning.json()["type"] == "waste_sorting"
+    assert sort_at(LUNCH - timedelta(hours=2, minutes=30)).json()["code"] == "already_recorded"  # same period
+    assert sort_at(LUNCH - timedelta(hours=1)).status_code == 201  # 11:00
+    third = sort_at(LUNCH + timedelta(hours=1))  # 13:00: a new period, but the rule allows 2 a day
+    assert third.status_code == 409 and third.json()["code"] == "already_recorded"
+    assert sort_at(LUNCH + timedelta(days=1) - timedelta(hours=3)).status_code == 201  # the next day counts afresh
+
+
+def test_twenty_concurrent_scans_of_one_code_record_one_action(api, canteen, employee, databases, live_server):
+    token = employee["access_token"]
+    code = current_code(api, canteen)["code"]
+    barrier, statuses = threading.Barrier(20), []
+
+    def one(i):
+        session = requests.Session()
+        barrier.wait()
+        statuses.append(session.post(f"{live_server}/api/activities/scans", json={"code": code},
+                                     headers={"Authorization": f"Bearer {token}", "Idempotency-Key": f"k{i}"},
+                                     timeout=30).status_code)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [201] + [409] * 19
+    with databases["activities"].reader() as uow:
+        assert uow.session.scalar(select(func.count(Action.id))) == 1
+
+
+def test_station_administration(api, canteen, pilot, province_token, employee):
+    sid = canteen["id"]
+    bad = api.post("/api/activities/stations", token=province_token, json={
+        "institution_id": pilot.institution_id, "name": "x", "kind": "canteen",
+        "windows": [{"name": "午餐", "start": "13:00", "end": "11:00"}, {"name": "午餐", "start": "25:00",
+                                                                         "end": "26:00"}]})
+    assert bad.status_code == 422 and "windows" in bad.json()["errors"]
+    overlapping = api.post("/api/activities/stations", token=province_token, json={
+        "institution_id": pilot.institution_id, "name": "x", "kind": "canteen",
+        "windows": [{"name": "a", "start": "11:00", "end": "13:00"}, {"name": "b", "start": "12:00", "end": "14:00"}]})
+    assert overlapping.status_code == 422
+    listed = api.get("/api/activities/stations", token=province_token,
+                     params={"institution_id": pilot.institution_id}).json()["items"]
+    assert [s["id"] for s in listed] == [sid] and "qr_secret" not in listed[0]
+    code = current_code(api, canteen)["code"]
+    rotated = api.request("PATCH", f"/api/activities/stations/{sid}", json={"rotate_secret": True},
+                          token=province_token)
+    assert rotated.status_code == 200
+    assert scan(api, employee["access_token"], code).json()["code"] == "qr_invalid"
+    assert api.delete(f"/api/activities/stations/{sid}", token=province_token).status_code == 204
+    assert api.get(f"/api/activities/stations/{sid}/code", token=canteen["device_token"]).status_code == 409
+    assert api.post("/api/activities/stations", token=employee["access_token"], json={}).status_code == 403
+    assert api.get(f"/api/activities/stations/{sid}/code", token=employee["access_token"]).status_code == 403
