@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,6 +62,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     for service in services:
         with _database(service, settings) as db:
             upgrade(service, db)
+            if service == "points":
+                # The province's default rules ship as data; activities learns their limits through the outbox.
+                from services.points.rules import install_default_rules
+
+                installed = install_default_rules(db)
+                if installed:
+                    print(f"installed {installed} default rule(s)")
         print(f"migrated {service}")
     return 0
 
@@ -77,18 +85,15 @@ def cmd_revision(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """An RQ worker for the named services' queues; SimpleWorker (no fork per job), with RQ's scheduler."""
-    from rq import SimpleWorker
-    from rq.serializers import JSONSerializer
-
+    """An RQ worker for the named services' queues (see shared.worker)."""
     from shared.service_app import make_redis
+    from shared.worker import run_worker
 
     settings = _settings()
     queues = args.queues or list(registry.SERVICES)
     for name in queues:
         registry.module(name, "tasks")  # fail now, not at the first job, on an unknown service
-    worker = SimpleWorker(queues, connection=make_redis(settings), serializer=JSONSerializer)
-    worker.work(with_scheduler=True, burst=args.burst, logging_level=settings.log_level)
+    run_worker(lambda: make_redis(settings), queues, burst=args.burst, logging_level=settings.log_level)
     return 0
 
 
@@ -145,6 +150,22 @@ def cmd_queues(args: argparse.Namespace) -> int:
             report[name] = {"queued": queue.count, "failed": failed.count, "requeued": requeued}
     print(json.dumps(report, indent=2))
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Reconcile actions, ledger entries and balances; exit 1 naming every mismatch (2: only work in flight)."""
+    from lvbao.verify import reconcile
+
+    settings = _settings()
+    with _database("activities", settings) as activities, _database("points", settings) as points:
+        deadline = time.monotonic() + args.wait
+        while True:
+            report = reconcile(activities, points)
+            if report.exit_code != 2 or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+    print("\n".join(report.lines()))
+    return report.exit_code
 
 
 # -- accounts and keys ----------------------------------------------------------------------------------------------
@@ -275,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true")
     p.add_argument("--poll-interval", type=float, default=0.1)
     p.set_defaults(func=cmd_relay)
+
+    p = sub.add_parser("verify", help="reconcile actions, ledger entries and balances across services")
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to let work in flight settle")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("queues", help="queue lengths and failed jobs")
     p.add_argument("--requeue", action="store_true", help="re-drive failed jobs")
