@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint openapi clean
+.PHONY: install run test lint openapi bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ lint: $(STAMP)
 ## Regenerate openapi/<service>.yaml from the code (a test fails when they drift).
 openapi: $(STAMP)
 	$(BIN)/lvbao openapi
+
+## Benchmarks on PostgreSQL through gunicorn: figures and ratios against baselines measured in the same run.
+bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || (echo "bench needs wrk" && false)
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache .coverage

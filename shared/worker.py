@@ -50,7 +50,10 @@ def _worker_gone(redis: Redis, worker_name: str | None) -> bool:
                                 serializer=JSONSerializer)
     if worker is None:
         return True  # its registration expired: it stopped sending heartbeats long ago
-    return worker.hostname == socket.gethostname() and worker.pid is not None and not _process_alive(worker.pid)
+    if worker.hostname != socket.gethostname() or worker.pid is None:
+        return False
+    # A container restarted under the same hostname gets the same pid again: that was our predecessor.
+    return worker.pid == os.getpid() or not _process_alive(worker.pid)
 
 
 def recover_abandoned_jobs(redis: Redis, queue_names: list[str]) -> int:

@@ -145,8 +145,12 @@ def _tables(db):
 
 @pytest.fixture
 def clean(databases, redis_client):
-    """Empty tables and Redis before the test; an unfrozen clock after it."""
+    """Empty tables and Redis before the test (with the province default rules in place); an unfrozen clock
+    after it."""
+    from services.points.rules import install_default_rules
+
     _truncate(databases)
+    install_default_rules(databases["points"])
     yield databases
     clock.set_time(None)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.points.ledger import award_for_action, reverse_action
 from services.points.models import Member
 from shared.db import UnitOfWork
 from shared.events import EmployeeBound, EmployeeFacts
@@ -23,4 +24,10 @@ def remember_member(uow: UnitOfWork, event: EmployeeFacts) -> None:
     member.employee_no = event.employee_no
     member.nickname = event.nickname
 
-HANDLERS = {"EmployeeBound": remember_member, "EmployeeUpdated": remember_member}
+
+HANDLERS = {
+    "EmployeeBound": remember_member,
+    "EmployeeUpdated": remember_member,
+    "ActionRecorded": award_for_action,
+    "ActionReversed": reverse_action,
+}

@@ -16,7 +16,7 @@ from services.points.models import Member
 from services.points.models import infra as points_infra
 from shared import clock
 from shared.consumer import EventsFailed, ack_key, consume
-from shared.events import EmployeeBound
+from shared.events import SUBSCRIPTIONS, ActionReversed, EmployeeBound
 from shared.outbox import OutboxRelay, queue_for, record_event
 
 pytestmark = pytest.mark.integration
@@ -37,6 +37,12 @@ def _unpublished(db):
 def _members(db):
     with db.uow() as uow:
         return {m.user_id: m.nickname for m in uow.session.scalars(select(Member))}
+
+
+@pytest.fixture(autouse=True)
+def points_only(monkeypatch):
+    """These tests follow one event to one consumer (in production EmployeeBound also goes to activities)."""
+    monkeypatch.setitem(SUBSCRIPTIONS, "EmployeeBound", ("points",))
 
 
 def _work(redis_client):
@@ -160,7 +166,7 @@ def test_every_queue_has_a_job_that_ignores_events_it_does_not_handle(service, s
 
     tasks = registry.module(service, "tasks")
     tasks.runtime.configure(settings, databases[service])
-    event = EmployeeBound(user_id=1, institution_id=1, department_id=None, employee_no="E1", nickname="x")
+    event = ActionReversed(action_id=1, user_id=1, institution_id=1, reason="x")  # only points handles it
     assert tasks.handle_events([event.to_message()]) == {"applied": 0, "duplicate": 0, "ignored": 1, "dead": 0}
 
 

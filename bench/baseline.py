@@ -1,0 +1,50 @@
+"""The system as gunicorn serves it in the benchmark, plus the baseline: an endpoint on the same stack (the
+service app factory, its middleware, error handling and metrics, gunicorn, PostgreSQL) doing one bare INSERT
+and commit."""
+
+from __future__ import annotations
+
+import json
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import text
+
+from lvbao.embedded import create_combined_app
+from services.activities.models import infra
+from shared.config import Settings
+from shared.db import Database
+from shared.service_app import create_service_app
+
+SCHEMA = "bench"
+DDL = f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"; ' \
+      f'CREATE TABLE IF NOT EXISTS "{SCHEMA}".rows (id bigserial PRIMARY KEY, payload text NOT NULL, ' \
+      "created_at timestamptz NOT NULL DEFAULT now())"
+
+
+def baseline_app(settings: Settings):
+    db = Database(settings.database_url, SCHEMA)
+    blp = Blueprint("baseline", __name__, description="benchmark baseline")
+
+    @blp.route("/insert")
+    class Insert(MethodView):
+        @blp.response(201)
+        def post(self):
+            body = request.get_json()
+            with db.uow() as uow:
+                row_id = uow.session.execute(
+                    text(f'INSERT INTO "{SCHEMA}".rows (payload) VALUES (:p) RETURNING id'), {"p": json.dumps(body)}
+                ).scalar_one()
+                uow.commit()
+            return {"id": row_id}
+
+    return create_service_app("bench", settings=settings, db=db, models=infra, blueprints=[blp],
+                              description="benchmark baseline")
+
+
+def create_app():
+    settings = Settings.from_env()
+    app = create_combined_app(settings)
+    app.mounts["/bench"] = baseline_app(settings)
+    return app

@@ -1,0 +1,326 @@
+"""`make bench`: the action write path and the credit lag, on PostgreSQL through gunicorn, with baselines
+measured in the same run.
+
+1. Throughput (wrk -t2 -c16): ``POST /api/activities/actions`` (token check, validation, plausibility checks,
+   Idempotency-Key, action + outbox row in one transaction) against a baseline endpoint on the same stack that
+   does one bare INSERT and commit. Target: ratio >= 0.6.
+2. Lag: a steady 200 actions/s for 60 s; for each action, the time from sending the request to its ledger entry
+   (relay -> RQ -> credit worker). Target: p99 < 2 s and no growing backlog.
+
+Needs PostgreSQL and Redis (defaults: the machine's, database ``lvbao_bench`` made afresh, Redis db 11) and
+wrk. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+import psycopg
+import redis
+import requests
+from sqlalchemy import func, select
+
+from bench.baseline import DDL
+from lvbao.embedded import free_port
+from shared import clock
+from shared.db import Database
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PG = os.environ.get("LVBAO_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS = os.environ.get("LVBAO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+WORKERS, THREADS = 4, 4  # gunicorn gthread, as deployed per service on a 2-core box
+WRK = ["-t2", "-c16"]
+THROUGHPUT_SECONDS = int(os.environ.get("LVBAO_BENCH_SECONDS", "20"))
+LAG_RATE, LAG_SECONDS = 200, int(os.environ.get("LVBAO_BENCH_LAG_SECONDS", "60"))
+EMPLOYEES = 40
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def fresh_database(name: str) -> str:
+    parsed = urlparse(PG.replace("+psycopg", ""))
+    dsn = f"host={parsed.hostname} port={parsed.port or 5432} user={parsed.username} dbname={parsed.path[1:]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return PG.rsplit("/", 1)[0] + f"/{name}"
+
+
+class System:
+    """gunicorn (every service + the baseline), the relay and one worker, as separate processes."""
+
+    def __init__(self, database_url: str, redis_url: str, port: int, logs: Path):
+        self.port, self.logs = port, logs
+        self.base = f"http://127.0.0.1:{port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LVBAO_")}
+        self.env.update({
+            "LVBAO_DATABASE_URL": database_url, "LVBAO_REDIS_URL": redis_url,
+            "LVBAO_JWKS_URL": f"{self.base}/api/auth/jwks.json", "LVBAO_WECHAT_BASE_URL": f"{self.base}/mock-wechat",
+            "LVBAO_WECHAT_SECRET": "bench-wechat-secret", "LVBAO_OPERATOR_KEY_SECRET": "bench-operator-secret",
+            "LVBAO_DEMO_ADMIN_PASSWORD": "bench-admin-password", "LVBAO_LOG_LEVEL": "WARNING",
+            "PROMETHEUS_MULTIPROC_DIR": str(logs / "metrics"),
+        })
+        (logs / "metrics").mkdir(parents=True, exist_ok=True)
+        self.children: list[subprocess.Popen] = []
+
+    def lvbao(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lvbao.cli", *args], env=self.env, cwd=ROOT, check=True,
+                              capture_output=True, text=True)
+
+    def spawn(self, name: str, command: list[str]) -> None:
+        with open(self.logs / f"{name}.log", "w") as log:
+            self.children.append(subprocess.Popen(command, env=self.env, cwd=ROOT, stdout=log,
+                                                  stderr=subprocess.STDOUT, start_new_session=True))
+
+    def start(self) -> None:
+        self.spawn("gunicorn", [
+            sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", str(WORKERS),
+            "--worker-class", "gthread", "--threads", str(THREADS), "--log-level", "warning",
+            "bench.baseline:create_app()"])
+        self.spawn("relay", [sys.executable, "-m", "lvbao.cli", "relay", "--poll-interval", "0.05"])
+        self.spawn("worker", [sys.executable, "-m", "lvbao.cli", "worker", "points", "activities"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.base}/api/auth/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise SystemExit("the system did not come up; see " + str(self.logs))
+
+    def stop(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in self.children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+
+
+def employees(base: str, count: int) -> list[str]:
+    http = requests.Session()
+    tokens = []
+    for i in range(count):
+        code = http.post(f"{base}/mock-wechat/mock/login", json={"openid": f"o-bench-{i}"}).json()["code"]
+        pair = http.post(f"{base}/api/auth/wechat/login", json={"code": code}).json()
+        phone = http.post(f"{base}/mock-wechat/mock/phone-code", json={"phone": f"1380000{i:04d}"}).json()["code"]
+        bound = http.post(f"{base}/api/auth/bind", json={"phone_code": phone},
+                          headers={"Authorization": f"Bearer {pair['access_token']}"})
+        bound.raise_for_status()
+        tokens.append(http.post(f"{base}/api/auth/refresh",
+                                json={"refresh_token": pair["refresh_token"]}).json()["access_token"])
+    return tokens
+
+
+def open_commute_rule(database_url: str) -> None:
+    """A province commute version without a daily trip limit (as a pilot may publish), in force since long
+    ago, so that thousands of benchmark trips are all accepted and credited."""
+    from services.points.rules import _insert_version, default_rule_data
+
+    data = {**default_rule_data()["commute"], "institution_id": None, "daily_count_limit": None,
+            "daily_cap_points": None, "claim_window_days": 30,
+            "effective_from": clock.now() - timedelta(days=365), "effective_to": None,
+            "source": "benchmark: the default commute rule without daily limits"}
+    db = Database(database_url, "points")
+    try:
+        with db.uow() as uow:
+            _insert_version(uow, data, "bench")
+            uow.commit()
+    finally:
+        db.dispose()
+
+
+def wrk(url: str, script: Path, seconds: int) -> dict[str, float]:
+    out = subprocess.run(["wrk", *WRK, f"-d{seconds}s", "-s", str(script), url], capture_output=True, text=True,
+                         check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    latency = re.search(r"Latency\s+([\d.]+\w+)\s+([\d.]+\w+)\s+([\d.]+\w+)", out)
+    return {"rps": rps, "non_2xx": int(bad.group(1)) if bad else 0, "socket_errors": errors.group(1) if errors else "",
+            "latency_avg": latency.group(1) if latency else "?"}
+
+
+def action_script(directory: Path, tokens: list[str], base_epoch: int, prefix: str) -> Path:
+    text = (HERE / "actions.lua").read_text()
+    text = text.replace("{TOKENS}", "{" + ",".join(f'"{t}"' for t in tokens) + "}")
+    text = text.replace("BASE_EPOCH", str(base_epoch)).replace("KEY_PREFIX", prefix).replace("THREADS", "2")
+    path = directory / f"actions-{prefix}.lua"
+    path.write_text(text)
+    return path
+
+
+def baseline_script(directory: Path) -> Path:
+    path = directory / "baseline.lua"
+    body = json.dumps({"type": "commute", "mode": "bus", "distance_km": 1, "occurred_at": "2026-01-01T08:00:00+08:00"})
+    path.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+                    'wrk.headers["Content-Type"] = "application/json"\n')
+    return path
+
+
+def backlog(points: Database, activities: Database, redis_client: redis.Redis, since_id: int) -> int:
+    """Actions sent in the lag phase and not yet credited (outbox + queue + worker, all of it)."""
+    from services.activities.models import Action
+    from services.points.models import LedgerEntry
+
+    with activities.reader() as uow:
+        sent = uow.session.scalar(select(func.count(Action.id)).where(Action.id > since_id)) or 0
+    with points.reader() as uow:
+        credited = uow.session.scalar(
+            select(func.count(LedgerEntry.id)).where(LedgerEntry.kind == "award",
+                                                     func.cast(LedgerEntry.source_id, LedgerEntry.id.type) > since_id)
+        ) or 0
+    return sent - credited
+
+
+def drain(points: Database, activities: Database, redis_client, since_id: int, timeout: float) -> float:
+    started = time.monotonic()
+    while backlog(points, activities, redis_client, since_id) > 0 and time.monotonic() - started < timeout:
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def steady_load(base: str, tokens: list[str], rate: int, seconds: int, base_epoch: int,
+                on_tick) -> list[tuple[int, float]]:
+    """Open loop: request i is sent at t0 + i / rate whatever the answers' speed; returns (action id, sent)."""
+    sent: list[tuple[int, float]] = []
+    errors: list[str] = []
+    local = threading.local()
+
+    def post(i: int) -> None:
+        http = getattr(local, "http", None) or requests.Session()
+        local.http = http
+        occurred = clock.as_utc(clock.now().fromtimestamp(base_epoch - i * 3, clock.LOCAL_TZ)).isoformat()
+        started = time.time()
+        response = http.post(f"{base}/api/activities/actions", timeout=30, json={
+            "type": "commute", "mode": "bus", "distance_km": 1, "occurred_at": occurred},
+            headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}", "Idempotency-Key": f"lag-{i}"})
+        if response.status_code != 201 or response.json()["status"] != "accepted":
+            errors.append(f"{response.status_code} {response.text[:200]}")
+            return
+        sent.append((response.json()["id"], started))
+
+    total = rate * seconds
+    t0 = time.monotonic()
+    next_tick = 1.0
+    with ThreadPoolExecutor(max_workers=48) as pool:
+        for i in range(total):
+            delay = t0 + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(post, i)
+            if time.monotonic() - t0 >= next_tick:
+                on_tick(next_tick)
+                next_tick += 1.0
+    if errors:
+        say(f"  {len(errors)} lag-phase requests failed, e.g. {errors[0]}")
+    return sent
+
+
+def credit_lags(points: Database, sent: list[tuple[int, float]]) -> list[float]:
+    from services.points.models import LedgerEntry
+
+    sent_at = {str(action_id): at for action_id, at in sent}
+    with points.reader() as uow:
+        rows = uow.session.execute(
+            select(LedgerEntry.source_id, LedgerEntry.created_at).where(LedgerEntry.kind == "award",
+                                                                        LedgerEntry.source_id.in_(list(sent_at)))
+        ).all()
+    return sorted(created.timestamp() - sent_at[source_id] for source_id, created in rows)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+def main() -> int:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (Debian: apt-get install -y wrk)")
+    database_url = fresh_database("lvbao_bench")
+    redis_client = redis.Redis.from_url(REDIS)
+    redis_client.flushdb()
+    work = Path(tempfile.mkdtemp(prefix="lvbao-bench-"))
+    system = System(database_url, REDIS, free_port(), work)
+    system.lvbao("migrate")
+    system.lvbao("seed-demo")
+    open_commute_rule(database_url)
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        conn.execute(DDL)
+    points, activities = Database(database_url, "points"), Database(database_url, "activities")
+    try:
+        system.start()
+        tokens = employees(system.base, EMPLOYEES)
+        time.sleep(1)  # the relay hands the rule and the employees to activities
+        cores = os.cpu_count()
+        say(f"lvbao bench: PostgreSQL + Redis, gunicorn {WORKERS} workers x {THREADS} threads, "
+            f"wrk {' '.join(WRK)}, {cores} cores, client on the same machine")
+
+        now = int(time.time())
+        say(f"[1] throughput, {THROUGHPUT_SECONDS} s each after a 3 s warm-up")
+        wrk(f"{system.base}/bench/insert", baseline_script(work), 3)
+        baseline = wrk(f"{system.base}/bench/insert", baseline_script(work), THROUGHPUT_SECONDS)
+        say(f"  baseline  POST /bench/insert (one INSERT + commit): {baseline['rps']:8.0f} req/s  "
+            f"avg latency {baseline['latency_avg']}  non-2xx {baseline['non_2xx']}")
+        wrk(f"{system.base}/", action_script(work, tokens, now - 60, "warm"), 3)
+        actions = wrk(f"{system.base}/", action_script(work, tokens, now - 3 * 3600, "main"), THROUGHPUT_SECONDS)
+        say(f"  actions   POST /api/activities/actions:             {actions['rps']:8.0f} req/s  "
+            f"avg latency {actions['latency_avg']}  non-2xx {actions['non_2xx']}")
+        say(f"  ratio actions / baseline: {actions['rps'] / baseline['rps']:.2f}  (target >= 0.60)")
+
+        with activities.reader() as uow:
+            from services.activities.models import Action
+
+            last_id = uow.session.scalar(select(func.max(Action.id))) or 0
+            statuses = dict(uow.session.execute(select(Action.status, func.count()).group_by(Action.status)).all())
+        say(f"  actions stored by status: {statuses}")
+        drained = drain(points, activities, redis_client, 0, 600)
+        say(f"  their credits drained {drained:.1f} s after the load stopped")
+
+        say(f"[2] credit lag at a steady {LAG_RATE} actions/s for {LAG_SECONDS} s")
+        samples: list[tuple[float, int]] = []
+
+        def tick(second: float) -> None:
+            samples.append((second, backlog(points, activities, redis_client, last_id)))
+
+        sent = steady_load(system.base, tokens, LAG_RATE, LAG_SECONDS, now - 40 * 3600, tick)
+        offered = len(sent) / LAG_SECONDS
+        drain(points, activities, redis_client, last_id, 120)
+        lags = credit_lags(points, sent)
+        say(f"  sent {len(sent)} accepted actions ({offered:.0f}/s), credited {len(lags)}")
+        if lags:
+            say(f"  lag request -> credited balance: p50 {percentile(lags, 0.5) * 1000:.0f} ms, "
+                f"p99 {percentile(lags, 0.99) * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms  (target p99 < 2000 ms)")
+        if samples:
+            firsts = [b for s, b in samples if s <= LAG_SECONDS / 3]
+            lasts = [b for s, b in samples if s > 2 * LAG_SECONDS / 3]
+            say(f"  backlog (sent, not yet credited) sampled each second: first third avg "
+                f"{statistics.mean(firsts or [0]):.1f}, last third avg {statistics.mean(lasts or [0]):.1f}, "
+                f"max {max(b for _, b in samples)}")
+        return 0
+    finally:
+        system.stop()
+        points.dispose()
+        activities.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

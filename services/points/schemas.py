@@ -1,0 +1,149 @@
+"""Request and response schemas of the points API."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from services.points.rules import ACTION_TYPES, MAX_FACTOR_G, MAX_QUANTITY
+from shared.schemas import InputSchema, PageArgsSchema, page_schema
+
+ID = validate.Range(min=1, max=2**31 - 1)
+UNITS = sorted({t.unit for t in ACTION_TYPES.values()})
+AWARE = {"invalid": "时间格式无效，应为 RFC 3339", "invalid_awareness": "时间须带时区，如 +08:00"}
+VARIANTS_DOC = {
+    "description": 'By mode (commute: walk, bike, bus, metro, carpool, ev) or "default": '
+                   '{"carbon_g_per_unit": int, "max_quantity_per_action"?: number, "source"?: string}',
+    "example": {"default": {"carbon_g_per_unit": 100, "source": "per check-in amount"}},
+}
+
+
+class RuleInputSchema(InputSchema):
+    """A new rule version, as an admin writes it."""
+
+    action_type = fields.String(required=True, validate=validate.OneOf(list(ACTION_TYPES)))
+    institution_id = fields.Integer(strict=True, load_default=None, allow_none=True, validate=ID,
+                                    metadata={"description": "null: the province default (province admin only)"})
+    effective_from = fields.AwareDateTime(load_default=None, allow_none=True, error_messages=AWARE,
+                                          metadata={"description": "when it takes effect; now when omitted"})
+    effective_to = fields.AwareDateTime(load_default=None, allow_none=True, error_messages=AWARE)
+    unit = fields.String(required=True, validate=validate.OneOf(UNITS))
+    variants = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=32)), values=fields.Raw(),
+                           required=True, metadata=VARIANTS_DOC)
+    g_per_point = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=MAX_FACTOR_G),
+                                 metadata={"description": "grams CO2e per point"})
+    # Bounds are checked with the rule (a Decimal's Range would be documented as strings).
+    max_quantity_per_action = fields.Decimal(load_default=None, allow_none=True,
+                                             metadata={"description": f"0 < x <= {MAX_QUANTITY}, in the unit"})
+    daily_cap_points = fields.Integer(strict=True, load_default=None, allow_none=True,
+                                      validate=validate.Range(min=0, max=10**6))
+    daily_count_limit = fields.Integer(strict=True, load_default=None, allow_none=True,
+                                       validate=validate.Range(min=1, max=1000))
+    claim_window_days = fields.Integer(strict=True, load_default=None, allow_none=True,
+                                       validate=validate.Range(min=0, max=366),
+                                       metadata={"description": "how old an action may be when claimed"})
+    source = fields.String(required=True, validate=validate.Length(min=1, max=4000),
+                           metadata={"description": "where the factors come from"})
+
+
+class PreviewRuleSchema(RuleInputSchema):
+    """A rule to try out: nothing is stored, so its source may be left out."""
+
+    source = fields.String(load_default="", validate=validate.Length(max=4000))
+
+
+class PreviewActionSchema(InputSchema):
+    variant = fields.String(load_default="default", validate=validate.Length(min=1, max=32))
+    quantity = fields.Decimal(required=True, metadata={"description": f"0 <= x <= {MAX_QUANTITY}, in the unit"})
+    earned_today_points = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0, max=10**9))
+
+    @ma.validates("quantity")
+    def quantity_in_range(self, value, **_kwargs):
+        if not 0 <= value <= MAX_QUANTITY:
+            raise ma.ValidationError(f"应在 0 到 {MAX_QUANTITY} 之间")
+
+
+class PreviewSchema(InputSchema):
+    rule = fields.Nested(PreviewRuleSchema, required=True)
+    action = fields.Nested(PreviewActionSchema, required=True)
+
+
+class RuleScopeArgsSchema(InputSchema):
+    institution_id = fields.Integer(load_default=None, validate=ID,
+                                    metadata={"description": "omitted: the admin's own; the defaults for the province"})
+
+
+class RuleSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    action_type = fields.String(required=True)
+    institution_id = fields.Integer(allow_none=True, required=True)
+    version = fields.Integer(required=True)
+    effective_from = fields.DateTime(required=True)
+    effective_to = fields.DateTime(allow_none=True, required=True)
+    unit = fields.String(required=True)
+    variants = fields.Dict(keys=fields.String(), values=fields.Dict(), required=True)
+    g_per_point = fields.Integer(required=True)
+    max_quantity_per_action = fields.Float(allow_none=True, required=True)
+    daily_cap_points = fields.Integer(allow_none=True, required=True)
+    daily_count_limit = fields.Integer(allow_none=True, required=True)
+    claim_window_days = fields.Integer(required=True)
+    source = fields.String(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+RuleListSchema = page_schema(RuleSchema, "RuleListSchema")
+
+
+class ReceiptSchema(ma.Schema):
+    """The carbon receipt: quantity x factor = grams CO2e -> points, and what capped it."""
+
+    rule_id = fields.Integer(allow_none=True)
+    rule_version = fields.Integer(allow_none=True)
+    quantity = fields.String()
+    counted_quantity = fields.String(metadata={"description": "present when the per-action bound cut it"})
+    unit = fields.String()
+    variant = fields.String()
+    factor_g_per_unit = fields.Integer(allow_none=True)
+    carbon_g = fields.Integer()
+    points = fields.Integer()
+    g_per_point = fields.Integer(allow_none=True)
+    uncapped_points = fields.Integer()
+    capped = fields.Boolean()
+    daily_cap_points = fields.Integer(allow_none=True)
+    note = fields.String()
+
+
+class PeriodTotalSchema(ma.Schema):
+    points = fields.Integer(required=True)
+    carbon_g = fields.Integer(required=True)
+
+
+class AccountSchema(ma.Schema):
+    balance = fields.Integer(required=True)
+    lifetime_points = fields.Integer(required=True)
+    carbon_g = fields.Integer(required=True)
+    today = fields.Nested(PeriodTotalSchema, required=True)
+    week = fields.Nested(PeriodTotalSchema, required=True, metadata={"description": "since Monday, Asia/Shanghai"})
+
+
+class SourceSchema(ma.Schema):
+    type = fields.String(required=True)
+    id = fields.String(required=True)
+
+
+class LedgerEntrySchema(ma.Schema):
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True,
+                         metadata={"enum": ["award", "debit", "refund", "reversal", "adjustment", "expiry"]})
+    points = fields.Integer(required=True)
+    carbon_g = fields.Integer(required=True)
+    balance_after = fields.Integer(required=True)
+    created_at = fields.DateTime(required=True)
+    source = fields.Nested(SourceSchema, required=True)
+    receipt = fields.Dict(required=True, metadata={"description": "why: the carbon receipt of an award, the "
+                                                                  "reason and shortfall of a reversal, ..."})
+
+
+LedgerPageSchema = page_schema(LedgerEntrySchema, "LedgerPageSchema")
+
+__all__ = ["PageArgsSchema"]
