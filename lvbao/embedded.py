@@ -17,6 +17,7 @@ from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from lvbao import registry
+from shared.auth.tokens import JwksKeySource
 from shared.config import Settings
 from shared.errors import ApiError, error_response, register_error_handlers
 from shared.service_app import init_request_ids, make_redis, public_prefix
@@ -95,6 +96,14 @@ def create_combined_app(settings: Settings | None = None) -> DispatcherMiddlewar
     from mock_wechat import create_app as create_mock
 
     mounts: dict[str, Any] = {public_prefix(name): registry.create_app(name, settings) for name in registry.SERVICES}
+    # The services read the gateway's JWKS in-process (same caching and refetch rules as over HTTP): one server
+    # fetching from itself could starve when all its workers are busy verifying tokens.
+    gateway = mounts[public_prefix("gateway")].extensions["lvbao"].extra["auth"].keys
+    for name in registry.SERVICES:
+        if name != "gateway":
+            ctx = mounts[public_prefix(name)].extensions["lvbao"]
+            ctx.verifier.keys = JwksKeySource(settings.jwks_url, cache_seconds=settings.jwks_cache_seconds,
+                                              fetch=gateway.jwks)
     mounts["/mock-wechat"] = create_mock(
         make_redis(settings), appid=settings.wechat_appid, secret=settings.wechat_secret
     )

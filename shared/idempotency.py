@@ -90,19 +90,9 @@ class IdempotencyStore:
             if record is None:  # freed between our insert and our read: the client may simply retry
                 raise _in_use()
             if record.fingerprint != fingerprint:
-                raise ApiError(
-                    422,
-                    "idempotency_key_reused",
-                    "该幂等键已用于另一个请求",
-                    errors={HEADER: ["same key, different request"]},
-                )
+                raise _reused()
             if record.state == "done":
-                response = current_app.response_class(
-                    record.response_body, status=record.response_status, mimetype="application/json"
-                )
-                response.headers.update(record.response_headers or {})
-                response.headers["Idempotent-Replayed"] = "true"
-                return None, response
+                return None, _replay(record)
             now = clock.now()
             if clock.as_utc(record.locked_at) + STALE_AFTER > now:
                 raise _in_use()
@@ -137,6 +127,19 @@ class IdempotencyStore:
             uow.commit()
 
 
+def _replay(record: Any) -> Response:
+    response = current_app.response_class(record.response_body, status=record.response_status,
+                                          mimetype="application/json")
+    response.headers.update(record.response_headers or {})
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _reused() -> ApiError:
+    return ApiError(422, "idempotency_key_reused", "该幂等键已用于另一个请求",
+                    errors={HEADER: ["same key, different request"]})
+
+
 def _says_try_later(response: Response) -> bool:
     """A 429, a 408 or any answer with Retry-After is about now, not about the request: never replay it."""
     return response.status_code in (408, 429) or "Retry-After" in response.headers
@@ -149,23 +152,98 @@ def _give_up(store: IdempotencyStore, principal: str, key: str, claim: str) -> N
     store.release(principal, key, claim)
 
 
+def _key_and_caller() -> tuple[str, str]:
+    key = request.headers.get(HEADER, "").strip()
+    if not key:
+        raise ApiError(400, "idempotency_key_required", "缺少 Idempotency-Key 请求头", errors={HEADER: ["required"]})
+    if len(key) > MAX_KEY_LENGTH:
+        raise ApiError(400, "idempotency_key_invalid", "Idempotency-Key 过长",
+                       errors={HEADER: [f"at most {MAX_KEY_LENGTH} characters"]})
+    if g.get("principal") is None:
+        # Keys are scoped to an authenticated caller; an address is no identity (NAT, proxies).
+        raise RuntimeError("@idempotent needs an authenticated caller: put it below require_auth")
+    g.idempotency_key = key  # the effect's own table stores it: unique per caller and key (the last guard)
+    return key, g.principal.subject
+
+
+class IdempotentWrite:
+    """An Idempotency-Key kept in the effect's own transaction: one commit for the key, the effect and the
+    answer, and no separate claim. The use case serialises its caller first (e.g. a per-user lock), so a
+    concurrent duplicate waits for the first and then replays its answer.
+
+    In the use case's unit of work: ``if idem.replayed(uow): return`` first, ``idem.record(uow, view)`` last.
+    """
+
+    def __init__(self, model: Any, principal: str, key: str, fingerprint: str, schema: Any, status: int):
+        self.model, self.principal, self.key, self.fingerprint = model, principal, key, fingerprint
+        self.schema, self.status = schema, status
+        self.response: Response | None = None
+
+    def replayed(self, uow: Any) -> bool:
+        Record = self.model
+        record = uow.session.scalars(
+            select(Record).where(Record.principal == self.principal, Record.key == self.key)
+        ).one_or_none()
+        if record is None:
+            return False
+        if record.fingerprint != self.fingerprint:
+            raise _reused()
+        if record.state != "done":
+            raise _in_use()
+        self.response = _replay(record)
+        return True
+
+    def record(self, uow: Any, view: Any) -> None:
+        body = current_app.json.dumps(self.schema.dump(view))
+        self._store(uow, self.status, body)
+        self.response = current_app.response_class(body, status=self.status, mimetype="application/json")
+
+    def record_error(self, db: Any, response: Response) -> None:
+        """Keep a refusal for replay (its own small transaction: the effect's rolled back)."""
+        with db.uow() as uow:
+            self._store(uow, response.status_code, response.get_data(True))
+            try:
+                uow.commit()
+            except IntegrityError:
+                uow.rollback()  # a concurrent duplicate answered first; either answer stands
+
+    def _store(self, uow: Any, status: int, body: str) -> None:
+        uow.session.add(self.model(principal=self.principal, key=self.key, fingerprint=self.fingerprint,
+                                   state="done", claim=secrets.token_hex(16), response_status=status,
+                                   response_body=body))
+
+
+def idempotent_write(schema: Any, status: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Like :func:`idempotent`, with the key kept in the use case's own transaction (see IdempotentWrite): the
+    view passes ``g.idempotency`` to the use case and returns ``g.idempotency.response``."""
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            key, principal = _key_and_caller()
+            ctx = current_app.extensions["lvbao"]
+            fingerprint = request_fingerprint(principal, request.method, request.full_path, request.get_data())
+            g.idempotency = IdempotentWrite(ctx.models.idempotency, principal, key, fingerprint, schema, status)
+            try:
+                return view(*args, **kwargs)
+            except ApiError as exc:
+                response = error_response(exc)
+                if response.status_code < 500 and not _says_try_later(response) and exc.code not in (
+                        "idempotency_key_reused", "idempotency_key_in_use"):
+                    g.idempotency.record_error(ctx.db, response)
+                return response
+
+        return Blueprint.doc(**HEADER_DOC)(wrapper)
+
+    return decorator
+
+
 def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
     """Make a write view honour ``Idempotency-Key`` (required). Put it below ``require_auth``."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        key = request.headers.get(HEADER, "").strip()
-        if not key:
-            raise ApiError(400, "idempotency_key_required", "缺少 Idempotency-Key 请求头",
-                           errors={HEADER: ["required"]})
-        if len(key) > MAX_KEY_LENGTH:
-            raise ApiError(400, "idempotency_key_invalid", "Idempotency-Key 过长",
-                           errors={HEADER: [f"at most {MAX_KEY_LENGTH} characters"]})
-        if g.get("principal") is None:
-            # Keys are scoped to an authenticated caller; an address is no identity (NAT, proxies).
-            raise RuntimeError("@idempotent needs an authenticated caller: put it below require_auth")
-        principal = g.principal.subject
-        g.idempotency_key = key  # the effect's own table stores it: unique per caller and key (the last guard)
+        key, principal = _key_and_caller()
         ctx = current_app.extensions["lvbao"]
         store = IdempotencyStore(ctx.db, ctx.models.idempotency)
         fingerprint = request_fingerprint(principal, request.method, request.full_path, request.get_data())

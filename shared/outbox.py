@@ -102,11 +102,13 @@ class OutboxRelay:
                         failure_ttl=30 * 24 * 3600,
                         description=f"{len(batch)} event(s) from {self.service}",
                     )
-                    stamp = clock.now()
-                    for row in batch:
-                        row.published_at = stamp
-                        row.attempts += 1
-                        row.job_id = job.id
+                    # One statement per batch, not one per row.
+                    uow.session.execute(
+                        update(Outbox)
+                        .where(Outbox.id.in_([row.id for row in batch]))
+                        .values(published_at=clock.now(), attempts=Outbox.attempts + 1, job_id=job.id)
+                        .execution_options(synchronize_session=False)
+                    )
                     published += len(batch)
                     EVENTS_RELAYED.labels(self.service, destination).inc(len(batch))
             except RedisError:
@@ -122,17 +124,22 @@ class OutboxRelay:
         members = self.redis.spop(ack_key(self.service), batch) or []
         if not members:
             return 0
-        pairs = [m.decode().rsplit(":", 1) for m in members]
+        by_destination: dict[str, list[str]] = defaultdict(list)
+        for member in members:
+            event_id, destination = member.decode().rsplit(":", 1)
+            by_destination[destination].append(event_id)
         stamp = clock.now()
         with self.db.uow() as uow:
-            for event_id, destination in pairs:
+            for destination, event_ids in by_destination.items():
                 uow.session.execute(
                     update(Outbox)
-                    .where(Outbox.event_id == event_id, Outbox.destination == destination, Outbox.acked_at.is_(None))
+                    .where(Outbox.destination == destination, Outbox.event_id.in_(event_ids),
+                           Outbox.acked_at.is_(None))
                     .values(acked_at=stamp)
+                    .execution_options(synchronize_session=False)
                 )
             uow.commit()
-        return len(pairs)
+        return len(members)
 
     def redeliver_unacknowledged(self) -> int:
         """Send again what was published long ago, never acknowledged, and whose job is gone (Redis lost it),

@@ -147,9 +147,11 @@ def _tables(db):
 def clean(databases, redis_client):
     """Empty tables and Redis before the test (with the province default rules in place); an unfrozen clock
     after it."""
+    from services.activities.limits import limits_cache
     from services.points.rules import install_default_rules
 
     _truncate(databases)
+    limits_cache.invalidate()  # the activities processes' copy of rule limits
     install_default_rules(databases["points"])
     yield databases
     clock.set_time(None)

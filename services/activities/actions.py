@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from shared.auth.guards import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ApiError
 from shared.events import ActionRecorded
+from shared.idempotency import IdempotentWrite
 from shared.outbox import record_event
 
 # A phone's clock may run a little ahead of ours.
@@ -66,28 +67,32 @@ def _count_today(session: Session, user_id: int, action_type: str, at: datetime)
     ) or 0
 
 
-def _trip_interval(mode: str, distance: Decimal, end: datetime) -> tuple[datetime, datetime]:
-    hours = float(distance) / TOP_SPEED_KMH[mode]
-    return end - timedelta(hours=hours), end
+# The longest plausible trip (the rule's 100 km at the slowest mode's speed is far beyond any real commute).
+LONGEST_TRIP = timedelta(hours=13)
 
 
-def _overlaps_another_trip(session: Session, user_id: int, mode: str, distance: Decimal, end: datetime) -> bool:
-    start, _ = _trip_interval(mode, distance, end)
-    # No plausible trip lasts more than a day: look only at neighbours.
-    others = session.execute(
-        select(Action.variant, Action.quantity, Action.occurred_at).where(
+def trip_start(mode: str, distance: Decimal, end: datetime) -> datetime:
+    """The latest a trip of ``distance`` by ``mode`` ending at ``end`` can have started (at the mode's top speed)."""
+    return end - timedelta(hours=float(distance) / TOP_SPEED_KMH[mode])
+
+
+def _commute_neighbours(session: Session, user_id: int, start: datetime, end: datetime) -> tuple[int, bool]:
+    """(trips that local day, whether one overlaps [start, end]) in one indexed query."""
+    day_start, day_end = local_day_bounds(end)
+    trips_that_day, overlapping = session.execute(
+        select(
+            func.coalesce(func.sum(case((and_(Action.occurred_at >= day_start, Action.occurred_at < day_end), 1),
+                                        else_=0)), 0),
+            func.coalesce(func.sum(case((and_(Action.occurred_at > start, Action.started_at < end), 1), else_=0)), 0),
+        ).where(
             Action.user_id == user_id,
             Action.type == "commute",
             Action.status != "rejected",
-            Action.occurred_at > end - timedelta(days=1),
-            Action.occurred_at < end + timedelta(days=1),
+            Action.occurred_at >= min(day_start, start),
+            Action.occurred_at < max(day_end, end + LONGEST_TRIP),
         )
-    ).all()
-    for variant, quantity, other_end in others:
-        other_start, _ = _trip_interval(variant, quantity, other_end)
-        if start < other_end and other_start < end:
-            return True
-    return False
+    ).one()
+    return int(trips_that_day), bool(overlapping)
 
 
 def decimal_text(value: Decimal) -> str:
@@ -118,41 +123,43 @@ class ActionService:
     # -- the three ways in --------------------------------------------------------------------------------------
 
     def record_commute(
-        self, who: Principal, mode: str, distance_km: Decimal, occurred_at: datetime, idempotency_key: str
-    ) -> dict[str, Any]:
+        self, who: Principal, mode: str, distance_km: Decimal, occurred_at: datetime, idem: IdempotentWrite
+    ) -> None:
         who.ensure_bound()
         with self.db.uow() as uow:
             lock_user(uow.session, who.user_id)
-            existing = self._by_idempotency_key(uow.session, who.user_id, idempotency_key)
-            if existing is not None:
-                return action_view(existing)
+            if idem.replayed(uow):
+                return
             limits = limits_in_force(uow.session, "commute", who.institution_id, occurred_at, mode)
             action_at_or_refuse(occurred_at, limits)
+            started_at = trip_start(mode, distance_km, occurred_at)
+            trips_that_day, overlapping = _commute_neighbours(uow.session, who.user_id, started_at, occurred_at)
             reason = None
             if limits.max_quantity is not None and distance_km > limits.max_quantity:
                 reason = "distance_implausible"
-            elif limits.daily_count_limit is not None and (
-                _count_today(uow.session, who.user_id, "commute", occurred_at) >= limits.daily_count_limit
-            ):
+            elif limits.daily_count_limit is not None and trips_that_day >= limits.daily_count_limit:
                 reason = "too_many_trips"
-            elif _overlaps_another_trip(uow.session, who.user_id, mode, distance_km, occurred_at):
+            elif overlapping:
                 reason = "overlapping_trip"
             action = self._add(
                 uow, who.user_id, who.institution_id, who.department_id, "commute", mode, distance_km, occurred_at,
                 status="pending_review" if reason else "accepted", reason=reason, source="app",
-                idempotency_key=idempotency_key,
+                idempotency_key=idem.key, started_at=started_at,
             )
+            idem.record(uow, action_view(action))
             uow.commit()
-            return action_view(action)
 
-    def record_scan(self, who: Principal, code_text: str, idempotency_key: str) -> dict[str, Any]:
+    def record_scan(self, who: Principal, code_text: str, idem: IdempotentWrite) -> None:
         who.ensure_bound()
         now = clock.now()
-        try:
-            station_id, _, _ = qr.parse(code_text)
-        except qr.CodeInvalid as exc:
-            raise ApiError(400, "qr_invalid", "无效的二维码") from exc
         with self.db.uow() as uow:
+            lock_user(uow.session, who.user_id)
+            if idem.replayed(uow):  # a retry gets its first answer, even once the code has expired
+                return
+            try:
+                station_id, _, _ = qr.parse(code_text)
+            except qr.CodeInvalid as exc:
+                raise ApiError(400, "qr_invalid", "无效的二维码") from exc
             station = uow.session.get(Station, station_id)
             if station is None or not station.active:
                 raise ApiError(400, "qr_invalid", "无效的二维码")
@@ -167,10 +174,6 @@ class ActionService:
             window = current_window(station, now)
             if window is None:
                 raise ApiError(422, "outside_window", "当前不在该站点的开放时段", errors={"code": ["不在开放时段"]})
-            lock_user(uow.session, who.user_id)
-            existing = self._by_idempotency_key(uow.session, who.user_id, idempotency_key)
-            if existing is not None:
-                return action_view(existing)
             action_type = SCAN_ACTIONS[station.kind]
             day = now.astimezone(clock.LOCAL_TZ).date().isoformat()
             claims = [f"code:{station.id}:{code.step}", f"{action_type}:{day}:{window['name']}"]
@@ -182,7 +185,7 @@ class ActionService:
                 claims.append(f"{action_type}:{day}:#{done + 1}")
             action = self._add(
                 uow, who.user_id, who.institution_id, who.department_id, action_type, "default", Decimal(1), now,
-                status="accepted", reason=None, source="scan", idempotency_key=idempotency_key,
+                status="accepted", reason=None, source="scan", idempotency_key=idem.key,
                 station_id=station.id, details={"window": window["name"], "step": code.step},
             )
             uow.session.add_all(ActionClaim(user_id=who.user_id, claim_key=key, action_id=action.id) for key in claims)
@@ -190,8 +193,8 @@ class ActionService:
                 uow.session.flush()
             except IntegrityError as exc:
                 raise ApiError(409, "already_recorded", "本时段已记录过，请勿重复扫码") from exc
+            idem.record(uow, action_view(action))
             uow.commit()
-            return action_view(action)
 
     def record_charging(
         self, institution_id: int, key_id: str, signature: str, session: dict[str, Any]
@@ -250,12 +253,6 @@ class ActionService:
             return action_view(action)
 
     # -- shared steps -------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _by_idempotency_key(session: Session, user_id: int, key: str) -> Action | None:
-        return session.scalars(
-            select(Action).where(Action.user_id == user_id, Action.idempotency_key == key)
-        ).first()
 
     @staticmethod
     def _add(uow: UnitOfWork, user_id: int, institution_id: int, department_id: int | None, action_type: str,

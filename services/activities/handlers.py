@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from services.activities.limits import limits_cache
 from services.activities.models import Member, RuleLimit
 from shared.db import UnitOfWork
 from shared.events import EmployeeFacts, RuleVersionPublished
@@ -14,6 +15,7 @@ def remember_rule_limits(uow: UnitOfWork, event: RuleVersionPublished) -> None:
     """Keep a rule version's limits; versions are never rewritten, so the first copy stands."""
     if uow.session.get(RuleLimit, event.rule_id) is not None:
         return
+    uow.after_commit(limits_cache.invalidate)
     uow.session.add(
         RuleLimit(
             rule_id=event.rule_id,

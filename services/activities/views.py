@@ -34,7 +34,7 @@ from services.activities.stations import StationService
 from shared import qr
 from shared.auth import current_principal, require_auth
 from shared.errors import ApiError
-from shared.idempotency import idempotent
+from shared.idempotency import idempotent_write
 from shared.schemas import decode_cursor, encode_cursor
 
 actions_blp = Blueprint("actions", __name__, description="Green actions: commutes, station scans, charging")
@@ -90,13 +90,13 @@ def require_operator(view):
 class Actions(MethodView):
     @require_auth("employee")
     @actions_blp.arguments(CommuteSchema)
-    @idempotent
+    @idempotent_write(ActionSchema(), 201)
     @actions_blp.response(201, ActionSchema)
     def post(self, data):
         """Record a green commute. Implausible ones wait for review; invalid ones are refused with a reason."""
-        return actions().record_commute(
-            current_principal(), data["mode"], data["distance_km"], data["occurred_at"], g.idempotency_key
-        )
+        actions().record_commute(current_principal(), data["mode"], data["distance_km"], data["occurred_at"],
+                                 g.idempotency)
+        return g.idempotency.response
 
     @require_auth("employee")
     @actions_blp.arguments(ActionListArgsSchema, location="query")
@@ -111,11 +111,12 @@ class Actions(MethodView):
 class Scans(MethodView):
     @require_auth("employee")
     @actions_blp.arguments(ScanSchema)
-    @idempotent
+    @idempotent_write(ActionSchema(), 201)
     @actions_blp.response(201, ActionSchema)
     def post(self, data):
         """Scan a station's QR code: the station decides the action (clean plate, waste sorting)."""
-        return actions().record_scan(current_principal(), data["code"], g.idempotency_key)
+        actions().record_scan(current_principal(), data["code"], g.idempotency)
+        return g.idempotency.response
 
 
 @actions_blp.route("/charging-sessions")

@@ -32,6 +32,11 @@ def local_day_of(moment: datetime) -> date:
 def lock_account(session: Session, user_id: int, institution_id: int) -> Account:
     """The user's account row, locked for this transaction; created first if missing (the first-credit race:
     a concurrent creator makes the insert a no-op, and both then lock the same row)."""
+    locked = select(Account).where(Account.user_id == user_id).with_for_update().execution_options(
+        populate_existing=True)
+    account = session.scalars(locked).one_or_none()
+    if account is not None:  # the usual case: one statement
+        return account
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(
@@ -40,9 +45,7 @@ def lock_account(session: Session, user_id: int, institution_id: int) -> Account
                 updated_at=clock.now())
         .on_conflict_do_nothing(index_elements=["user_id"])
     )
-    return session.scalars(
-        select(Account).where(Account.user_id == user_id).with_for_update().execution_options(populate_existing=True)
-    ).one()
+    return session.scalars(locked).one()
 
 
 def _entries_for_action(session: Session, action_id: int) -> dict[str, LedgerEntry]:

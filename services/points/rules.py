@@ -148,27 +148,20 @@ def _scope_key(institution_id: int | None) -> int:
     return institution_id or 0
 
 
-def _in_force(action_type: str, scope_key: int, at: datetime):
-    return (
+def rule_in_force(session: Session, action_type: str, institution_id: int | None, at: datetime) -> Rule | None:
+    """The institution's highest version in force at ``at``; else the province default's (one query: the
+    institution's scope key is never 0, so ordering by scope puts its versions first)."""
+    return session.scalars(
         select(Rule)
         .where(
             Rule.action_type == action_type,
-            Rule.scope_key == scope_key,
+            Rule.scope_key.in_({_scope_key(institution_id), 0}),
             Rule.effective_from <= at,
             or_(Rule.effective_to.is_(None), Rule.effective_to > at),
         )
-        .order_by(Rule.version.desc())
+        .order_by(Rule.scope_key.desc(), Rule.version.desc())
         .limit(1)
-    )
-
-
-def rule_in_force(session: Session, action_type: str, institution_id: int | None, at: datetime) -> Rule | None:
-    """The institution's highest version in force at ``at``; else the province default's."""
-    if institution_id is not None:
-        rule = session.scalars(_in_force(action_type, _scope_key(institution_id), at)).first()
-        if rule is not None:
-            return rule
-    return session.scalars(_in_force(action_type, 0, at)).first()
+    ).first()
 
 
 def terms_of(rule: Rule) -> RuleTerms:

@@ -109,8 +109,12 @@ class JwksKeySource:
     that tokens with made-up kids cannot turn every request into a fetch.
     """
 
-    def __init__(self, url: str, cache_seconds: int = 60, min_refresh_seconds: float = 5.0, timeout: float = 3.0):
+    def __init__(self, url: str, cache_seconds: int = 60, min_refresh_seconds: float = 5.0, timeout: float = 3.0,
+                 fetch: Callable[[], dict[str, Any]] | None = None):
         self.url = url
+        # ``fetch`` replaces the HTTP call where the gateway runs in the same process (the embedded run): a
+        # server fetching its own JWKS over HTTP can starve itself when every worker is busy.
+        self.fetch = fetch
         self.cache_seconds = cache_seconds
         self.min_refresh_seconds = min_refresh_seconds
         self.timeout = timeout
@@ -120,10 +124,14 @@ class JwksKeySource:
         self._lock = threading.Lock()
 
     def _refresh(self) -> None:
-        response = requests.get(self.url, timeout=self.timeout)
-        response.raise_for_status()
+        if self.fetch is not None:
+            document = self.fetch()
+        else:
+            response = requests.get(self.url, timeout=self.timeout)
+            response.raise_for_status()
+            document = response.json()
         keys = {}
-        for jwk in response.json().get("keys", []):
+        for jwk in document.get("keys", []):
             if not isinstance(jwk, dict) or jwk.get("alg") != ALGORITHM or not isinstance(jwk.get("kid"), str):
                 continue
             try:
@@ -142,17 +150,26 @@ class JwksKeySource:
     def get(self, kid: str) -> jwt.PyJWK | None:
         # Ages are read from the clock seam, so tests can let a cache expire without sleeping.
         if self._stale(kid):
-            with self._lock:
-                if self._stale(kid):
-                    try:
-                        self._refresh()
-                    except (requests.RequestException, ValueError, AttributeError, jwt.PyJWTError) as exc:
-                        log.warning("jwks fetch failed", extra={"url": self.url, "error": str(exc)})
-                        # Keep what we have; try again after the minimum interval, not on every request.
-                        self._fetched_at = clock.now().timestamp() - self.cache_seconds + self.min_refresh_seconds
+            # One thread refetches; while it does, the others go on with a key they already know instead of
+            # queueing behind it (a server fetching its own JWKS with every thread waiting could never answer).
+            known = self._loaded and kid in self._keys
+            if self._lock.acquire(blocking=not known):
+                try:
+                    if self._stale(kid):
+                        self._refresh_or_keep()
+                finally:
+                    self._lock.release()
         if not self._loaded:
             raise KeysUnavailable("signing keys unavailable")
         return self._keys.get(kid)
+
+    def _refresh_or_keep(self) -> None:
+        try:
+            self._refresh()
+        except (requests.RequestException, ValueError, AttributeError, jwt.PyJWTError) as exc:
+            log.warning("jwks fetch failed", extra={"url": self.url, "error": str(exc)})
+            # Keep what we have; try again after the minimum interval, not on every request.
+            self._fetched_at = clock.now().timestamp() - self.cache_seconds + self.min_refresh_seconds
 
     def invalidate(self) -> None:
         self._fetched_at = float("-inf")

@@ -195,3 +195,17 @@ def test_station_administration(api, canteen, pilot, province_token, employee):
     assert api.get(f"/api/activities/stations/{sid}/code", token=canteen["device_token"]).status_code == 409
     assert api.post("/api/activities/stations", token=employee["access_token"], json={}).status_code == 403
     assert api.get(f"/api/activities/stations/{sid}/code", token=employee["access_token"]).status_code == 403
+
+
+def test_a_retried_scan_gets_its_first_answer_even_after_the_code_expired(api, canteen, employee, databases):
+    code = current_code(api, canteen)["code"]
+    first = scan(api, employee["access_token"], code, key="scan-1")
+    clock.advance(timedelta(minutes=3))  # the phone lost the answer and retries later
+    again = scan(api, refreshed(api, employee)["access_token"], code, key="scan-1")
+    assert again.status_code == 201 and again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    refused = scan(api, employee["access_token"], code, key="scan-2")
+    assert refused.status_code == 410
+    assert scan(api, employee["access_token"], code, key="scan-2").json() == refused.json()  # refusals replay too
+    with databases["activities"].reader() as uow:
+        assert uow.session.scalar(select(func.count(Action.id))) == 1

@@ -12,6 +12,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from rq.registry import StartedJobRegistry
 from sqlalchemy import func, select, update
 
 from lvbao.embedded import EmbeddedRedis
@@ -92,7 +93,7 @@ def employees(pilot, databases):
     tokens = [pilot.employee(f"o-fault-{i}", f"138000000{i + 10:02d}")["access_token"] for i in range(EMPLOYEES)]
     from tests.support import deliver_outbox
 
-    deliver_outbox(databases, "points")  # the default rules' limits reach activities
+    deliver_outbox(databases)  # the default rules' limits and the employees reach the consumers
     return tokens
 
 
@@ -129,17 +130,19 @@ def assert_verified(pipeline: Pipeline) -> None:
     assert result.stdout.strip().endswith("OK")
 
 
-def test_a_worker_killed_mid_job_credits_every_action_once(api, employees, pipeline, databases):
+def test_a_worker_killed_mid_job_credits_every_action_once(api, employees, pipeline, private_redis, databases):
     total = EMPLOYEES * TRIPS_PER_EMPLOYEE
     post_commutes(api, employees)
     pipeline.start("relay")
     assert wait_until(lambda: _unpublished(databases) == 0, timeout=30)
+    started = StartedJobRegistry(queue=queue_for("points", private_redis_client(private_redis)))
     pipeline.start("worker")
-    # Kill it as soon as the first credits land: the batch job is then half done.
-    credited_at_kill = wait_until(lambda: awards(databases), timeout=60, interval=0.002)
+    # Kill it while it works on the batch of 200 credits (started, not yet committed).
+    assert wait_until(lambda: started.count > 0, timeout=60, interval=0.002)
     pipeline.kill("worker")
     credited_at_kill = awards(databases)
-    assert 0 < credited_at_kill < total, f"the kill was not mid-job ({credited_at_kill} of {total} credited)"
+    assert credited_at_kill < total, f"the kill was not mid-job ({credited_at_kill} of {total} credited)"
+    assert started.count == 1  # the dead worker's job, left "started"
 
     pipeline.start("worker")  # re-queues the job its dead predecessor left "started"
     assert_verified(pipeline)

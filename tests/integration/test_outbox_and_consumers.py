@@ -112,6 +112,30 @@ def test_failed_handler_leaves_the_event_unprocessed_for_the_retry(databases, cl
     assert _members(databases["points"]) == {9: "九"}
 
 
+def test_a_batch_is_applied_together_and_one_failure_stays_with_its_message(databases, clean):
+    from services.points.handlers import HANDLERS
+
+    events = [EmployeeBound(user_id=400 + i, institution_id=1, department_id=None, employee_no=f"E{400 + i}",
+                            nickname=f"n{i}") for i in range(4)]
+    consume("points", databases["points"], points_infra, HANDLERS, [events[0].to_message()])
+
+    def picky(uow, e):
+        if e.user_id == 402:
+            raise RuntimeError("this one is bad")
+        HANDLERS["EmployeeBound"](uow, e)
+
+    # One bad message: the batch falls back to one transaction per message; only that one fails.
+    with pytest.raises(EventsFailed, match="this one is bad") as failed:
+        consume("points", databases["points"], points_infra, {"EmployeeBound": picky},
+                [e.to_message() for e in events])
+    assert len(failed.value.failures) == 1
+    assert set(_members(databases["points"])) == {400, 401, 403}
+    # The retry applies the rest together (the ones done before count as duplicates).
+    again = consume("points", databases["points"], points_infra, HANDLERS, [e.to_message() for e in events])
+    assert again == {"applied": 1, "duplicate": 3, "ignored": 0, "dead": 0}
+    assert set(_members(databases["points"])) == {400, 401, 402, 403}
+
+
 def test_relay_keeps_events_while_redis_is_down_and_drains_after(databases, clean, redis_client, points_runtime):
     gateway = databases["gateway"]
     for i in range(5):

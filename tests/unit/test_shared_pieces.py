@@ -6,6 +6,7 @@ import json
 import logging
 from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
 import requests
 
@@ -180,3 +181,33 @@ def test_a_deployment_must_set_its_secrets():
 
     with pytest.raises(RuntimeError, match="LVBAO_OPERATOR_KEY_SECRET"):
         create_app(Settings(database_url="sqlite://", redis_url="redis://127.0.0.1:1/0"))
+
+
+def test_a_stale_jwks_is_refetched_by_one_thread_while_the_others_use_known_keys(monkeypatch):
+    """Under load a server may fetch its own JWKS: threads that know the kid must not queue behind the fetch."""
+    import threading
+
+    key = SigningKey.generate()
+    source = JwksKeySource("http://jwks.invalid/keys.json", cache_seconds=60)
+    fetch_started, release_fetch, fetches = threading.Event(), threading.Event(), []
+
+    def slow_fetch():
+        fetches.append(1)
+        if len(fetches) > 1:
+            fetch_started.set()
+            release_fetch.wait(5)
+        source._keys = {key.kid: jwt.PyJWK(key.public_jwk, algorithm="EdDSA")}
+        source._loaded = True
+        source._fetched_at = clock.now().timestamp()
+
+    monkeypatch.setattr(source, "_refresh", slow_fetch)
+    with clock.frozen_at(datetime(2030, 1, 1, tzinfo=UTC)):
+        assert source.get(key.kid) is not None
+        clock.advance(timedelta(seconds=61))  # stale: the next call refetches (slowly)
+        fetcher = threading.Thread(target=source.get, args=(key.kid,))
+        fetcher.start()
+        assert fetch_started.wait(5)
+        assert source.get(key.kid) is not None  # answered at once from the known keys
+        release_fetch.set()
+        fetcher.join(5)
+    assert len(fetches) == 2

@@ -85,6 +85,7 @@ def upgrade() -> None:
     sa.Column('quantity', sa.Numeric(precision=12, scale=3), nullable=False),
     sa.Column('unit', sa.String(length=16), nullable=False),
     sa.Column('occurred_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('reason', sa.String(length=64), nullable=True),
     sa.Column('source', sa.String(length=16), nullable=False),
