@@ -29,6 +29,7 @@ from shared.outbox import queue_for
 
 log = logging.getLogger("lvbao.worker")
 
+FINISHED_STATES = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED)
 # RQ's default is 10 minutes; a shorter pass notices abandoned jobs of other hosts sooner.
 MAINTENANCE_INTERVAL = 60
 
@@ -67,7 +68,12 @@ def recover_abandoned_jobs(redis: Redis, queue_names: list[str]) -> int:
                 job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
             except NoSuchJobError:
                 continue  # a vanished job is the producer's outbox's to re-send
-            if job.get_status() != JobStatus.STARTED or not _worker_gone(redis, job.worker_name):
+            if job.get_status() in FINISHED_STATES:
+                continue
+            # A worker killed between taking the job and marking it started left it "queued", with its name
+            # only on the execution record.
+            workers = {job.worker_name, *(execution.worker_name for execution in job.get_executions())} - {None, ""}
+            if not workers or not all(_worker_gone(redis, name) for name in workers):
                 continue
             with redis.pipeline() as pipe:
                 registry.remove_executions(job, pipeline=pipe)
