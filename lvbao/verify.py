@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import case, func, select, text
 
@@ -52,6 +53,13 @@ def _snapshot(uow: UnitOfWork) -> None:
         uow.session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
 
 
+def _credited_actions(uow: UnitOfWork, ids: set[int] | None = None) -> dict[int, Any]:
+    query = select(Action.id, Action.user_id, Action.status, Action.quantity).where(Action.credited.is_(True))
+    if ids is not None:
+        query = query.where(Action.id.in_(sorted(ids)))
+    return {row.id: row for row in uow.session.execute(query).all()}
+
+
 def _in_flight_actions(uow: UnitOfWork) -> dict[int, set[str]]:
     """Action ids whose events points has not acknowledged yet, with the event types."""
     Outbox = activities_infra.outbox
@@ -68,8 +76,13 @@ def _in_flight_actions(uow: UnitOfWork) -> dict[int, set[str]]:
 
 def reconcile(activities: Database, points: Database) -> Report:
     report = Report()
-    # Points first, then activities: an award or reversal points has applied always belongs to an action that
-    # activities committed earlier, so the later read of activities sees it. Each read is one snapshot.
+    # Activities first, then points: an action credited and acknowledged between the two reads shows up in the
+    # later points snapshot. Ledger entries of actions recorded after the first read are looked up again below.
+    # Each read is one snapshot.
+    with activities.reader() as uow:
+        _snapshot(uow)
+        actions = _credited_actions(uow)
+        in_flight = _in_flight_actions(uow)
     with points.reader() as uow:
         _snapshot(uow)
         entries = uow.session.execute(
@@ -99,15 +112,12 @@ def reconcile(activities: Database, points: Database) -> Report:
             select(Account.user_id, Account.balance, Account.lifetime_points, Account.carbon_g)
         ).all()
 
-    with activities.reader() as uow:
-        _snapshot(uow)
-        actions = {
-            a.id: a
-            for a in uow.session.execute(
-                select(Action.id, Action.user_id, Action.status, Action.quantity).where(Action.credited.is_(True))
-            ).all()
-        }
-        in_flight = _in_flight_actions(uow)
+    late = {int(e.source_id) for e in entries if e.source_id.isdigit()} - set(actions)
+    if late:
+        with activities.reader() as uow:
+            actions.update(_credited_actions(uow, late))
+            for action_id, events in _in_flight_actions(uow).items():
+                in_flight[action_id] |= events
 
     report.actions_credited = len(actions)
     by_action: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
@@ -133,10 +143,16 @@ def reconcile(activities: Database, points: Database) -> Report:
             report.mismatches.append(f"action {action_id}: reversed in the ledger but {action.status} in activities")
         elif not awards:
             _missing(report, in_flight, action_id, "ActionRecorded", "accepted, never credited")
+        for entry in awards + reversals:
+            if entry.user_id != action.user_id:
+                report.mismatches.append(f"action {action_id}: {entry.kind} for user {entry.user_id}, "
+                                         f"recorded for user {action.user_id}")
+        for reversal in reversals:
+            taken = -int((reversal.receipt or {}).get("points", 0))
+            awarded = sum(int((award.receipt or {}).get("points", 0)) for award in awards)
+            if taken < 0 or taken > awarded:
+                report.mismatches.append(f"action {action_id}: reversal takes {taken} of {awarded} awarded points")
         for award in awards:
-            if award.user_id != action.user_id:
-                report.mismatches.append(
-                    f"action {action_id}: credited to user {award.user_id}, recorded for user {action.user_id}")
             quantity = (award.receipt or {}).get("quantity")
             if quantity is not None and Decimal(str(quantity)) != Decimal(action.quantity):
                 report.mismatches.append(

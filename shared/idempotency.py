@@ -162,7 +162,6 @@ def _key_and_caller() -> tuple[str, str]:
     if g.get("principal") is None:
         # Keys are scoped to an authenticated caller; an address is no identity (NAT, proxies).
         raise RuntimeError("@idempotent needs an authenticated caller: put it below require_auth")
-    g.idempotency_key = key  # the effect's own table stores it: unique per caller and key (the last guard)
     return key, g.principal.subject
 
 

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import io
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ STEP_SECONDS = 30
 TOLERANCE_STEPS = 1
 MAC_LENGTH = 16
 MAX_LENGTH = 32
+CODE = re.compile(rf"{PREFIX}\.([0-9a-z]{{1,6}})\.([0-9a-z]{{1,7}})\.([A-Za-z0-9_-]{{{MAC_LENGTH}}})")
 
 
 @dataclass(frozen=True)
@@ -85,16 +87,13 @@ def code_for(station_id: int, secret: str, moment: datetime) -> StationCode:
 
 def parse(text: str) -> tuple[int, int, str]:
     """(station id, step, mac) of a code's text; CodeInvalid when it is not shaped like one."""
-    parts = text.split(".") if isinstance(text, str) and len(text) <= MAX_LENGTH else []
-    if len(parts) != 4 or parts[0] != PREFIX or len(parts[3]) != MAC_LENGTH:
+    match = CODE.fullmatch(text) if isinstance(text, str) and len(text) <= MAX_LENGTH else None
+    if match is None:
         raise CodeInvalid("not a station code")
-    try:
-        station_id, step = int(parts[1], 36), int(parts[2], 36)
-    except ValueError as exc:
-        raise CodeInvalid("not a station code") from exc
-    if not parts[1].isalnum() or not parts[2].isalnum() or not 0 < station_id < 2**31:
+    station_id, step = int(match.group(1), 36), int(match.group(2), 36)
+    if not 0 < station_id < 2**31:
         raise CodeInvalid("not a station code")
-    return station_id, step, parts[3]
+    return station_id, step, match.group(3)
 
 
 def verify(text: str, secret: str, moment: datetime) -> StationCode:

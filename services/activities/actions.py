@@ -220,13 +220,13 @@ class ActionService:
             ).first()
             if member is None:
                 raise invalid("employee_unknown", "未找到该工号的已绑定员工", "employee_no")
+            lock_user(uow.session, member.user_id)  # the same session reported twice at once: one waits
             existing = uow.session.scalars(
                 select(Action).where(Action.institution_id == institution_id,
                                      Action.external_id == session["session_id"])
             ).first()
             if existing is not None:
                 raise ApiError(409, "session_already_recorded", "该充电会话已记录", extra={"action_id": existing.id})
-            lock_user(uow.session, member.user_id)
             limits = limits_in_force(uow.session, "ev_charging", institution_id, ended_at, "default")
             action_at_or_refuse(ended_at, limits, "ended_at")
             hours = Decimal((ended_at - started_at).total_seconds()) / 3600
@@ -240,15 +240,12 @@ class ActionService:
                 status="pending_review" if reason else "accepted", reason=reason, source="operator",
                 external_id=session["session_id"],
                 details={"charger_id": session["charger_id"], "started_at": started_at.isoformat(), "key_id": key_id},
+                conflict=ApiError(409, "session_already_recorded", "该充电会话已记录"),
             )
             # Signatures older than the replay window are refused by their timestamp anyway.
             uow.session.execute(
                 OperatorRequest.__table__.delete().where(OperatorRequest.received_at < now - OPERATOR_REPLAY_WINDOW)
             )
-            try:
-                uow.session.flush()
-            except IntegrityError as exc:  # the same session reported twice at the same moment
-                raise ApiError(409, "session_already_recorded", "该充电会话已记录") from exc
             uow.commit()
             return action_view(action)
 
@@ -256,14 +253,23 @@ class ActionService:
 
     @staticmethod
     def _add(uow: UnitOfWork, user_id: int, institution_id: int, department_id: int | None, action_type: str,
-             variant: str, quantity: Decimal, occurred_at: datetime, **values: Any) -> Action:
+             variant: str, quantity: Decimal, occurred_at: datetime, conflict: ApiError | None = None,
+             **values: Any) -> Action:
+        """Store an action (``occurred_at`` no later than now: a phone clock running ahead cannot place it under
+        a rule version that has not started yet) and, if accepted, its ``ActionRecorded``."""
         action = Action(
             user_id=user_id, institution_id=institution_id, department_id=department_id, type=action_type,
-            variant=variant, quantity=quantity, unit=UNITS[action_type], occurred_at=occurred_at,
+            variant=variant, quantity=quantity, unit=UNITS[action_type], occurred_at=min(occurred_at, clock.now()),
             created_at=clock.now(), **values,
         )
         uow.session.add(action)
-        uow.session.flush()
+        try:
+            uow.session.flush()
+        except IntegrityError as exc:
+            # The unique keys are the last guard: an Idempotency-Key whose record was pruned long ago (keys are
+            # kept a day), or a charging session that slipped past the check.
+            raise conflict or ApiError(
+                409, "idempotency_key_expired", "该幂等键已用于较早的一条记录，请使用新的键") from exc
         if action.status == "accepted":
             emit_recorded(uow, action)
         return action

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from dataclasses import dataclass
 
 from flask import current_app, request
@@ -18,6 +19,9 @@ from shared.errors import ApiError
 log = logging.getLogger("lvbao.activities.operator")
 
 MAX_SKEW_SECONDS = 300
+# ASCII only: str.isdigit() also accepts digits of other scripts, which int() or compare_digest then refuse.
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
+SIGNATURE = re.compile(r"[0-9a-f]{64}")
 HEADERS_DOC = {
     "parameters": [
         {"in": "header", "name": "X-Lvbao-Key", "required": True, "schema": {"type": "string"}},
@@ -49,7 +53,7 @@ def authenticate_operator() -> OperatorCaller:
     timestamp = request.headers.get("X-Lvbao-Timestamp", "")
     signature = request.headers.get("X-Lvbao-Signature", "").strip().lower()
     parsed = parse_operator_key_id(key_id) if len(key_id) <= 64 else None
-    if parsed is None or not timestamp.isdigit() or len(timestamp) > 12 or len(signature) != 64:
+    if parsed is None or not TIMESTAMP.fullmatch(timestamp) or not SIGNATURE.fullmatch(signature):
         raise _refuse("malformed headers")
     if abs(clock.now().timestamp() - int(timestamp)) > MAX_SKEW_SECONDS:
         raise ApiError(401, "stale_timestamp", "请求时间戳超出 5 分钟有效期",

@@ -289,6 +289,9 @@ def publish_rule(db: Database, principal: Principal, data: dict[str, Any]) -> di
     errors = rule_errors(data, clock.now())
     if errors:
         raise ApiError(422, "validation_error", "规则有误", errors=errors)
+    # A start a few seconds in the past (the admin's clock, the request's travel) becomes now: an earlier start
+    # would change which version credits actions that happened in between, after some were credited.
+    data["effective_from"] = max(as_utc(data["effective_from"]), clock.now())
     for _attempt in range(3):
         with db.uow() as uow:
             rule = _insert_version(uow, data, principal.subject)

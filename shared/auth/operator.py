@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -20,11 +21,14 @@ def new_operator_key_id(institution_id: int, device_id: int) -> str:
     return f"op.{institution_id}.{device_id}.{secrets.token_hex(6)}"
 
 
+KEY_ID = re.compile(r"op\.([0-9]{1,10})\.([0-9]{1,10})\.[0-9a-f]{1,32}")
+
+
 def parse_operator_key_id(value: str) -> OperatorKeyId | None:
-    parts = value.split(".")
-    if len(parts) != 4 or parts[0] != "op" or not parts[1].isdigit() or not parts[2].isdigit():
+    match = KEY_ID.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
         return None
-    return OperatorKeyId(int(parts[1]), int(parts[2]), value)
+    return OperatorKeyId(int(match.group(1)), int(match.group(2)), value)
 
 
 def derive_operator_secret(master_key: str, key_id: str) -> str:

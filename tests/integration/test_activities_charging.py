@@ -116,3 +116,33 @@ def test_operators_sign_only_for_their_institution(api, operator, pilot, provinc
     refused = send(api, foreign, session(session_id="S-9"))
     assert refused.status_code == 422 and refused.json()["code"] == "employee_unknown"
     assert json.loads(send(api, operator, session(session_id="S-9")).text)["status"] == "accepted"
+
+
+def test_headers_outside_ascii_are_refused_not_crashed_on(api, operator):
+    headers, raw = signed_headers(operator["key_id"], operator["secret"], session())
+    for name, value in (("X-Lvbao-Timestamp", "\u00b2\u00b2"), ("X-Lvbao-Signature", "\u00e9" * 64),
+                        ("X-Lvbao-Key", "op.\u00b2.1.abc")):
+        refused = api.post(PATH, data=raw, headers={**headers, name: value.encode("utf-8")})
+        assert refused.status_code == 401, (name, refused.text)
+
+
+def test_one_session_reported_many_times_at_once_is_recorded_once(api, operator, databases, live_server):
+    import threading
+
+    import requests
+
+    barrier, statuses = threading.Barrier(6), []
+
+    def report(i):
+        stamp = int(NOW.timestamp()) - i  # a different signature each time: not a replay, the same session
+        headers, raw = signed_headers(operator["key_id"], operator["secret"], session(), timestamp=stamp)
+        barrier.wait()
+        statuses.append(requests.post(live_server + PATH, data=raw, headers=headers, timeout=30).status_code)
+
+    threads = [threading.Thread(target=report, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [201] + [409] * 5
+    assert _count(databases) == 1

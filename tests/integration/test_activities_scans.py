@@ -209,3 +209,9 @@ def test_a_retried_scan_gets_its_first_answer_even_after_the_code_expired(api, c
     assert scan(api, employee["access_token"], code, key="scan-2").json() == refused.json()  # refusals replay too
     with databases["activities"].reader() as uow:
         assert uow.session.scalar(select(func.count(Action.id))) == 1
+
+
+def test_codes_with_characters_outside_the_alphabet_are_invalid(api, canteen, employee):
+    for bad in (f"L.{canteen['id']:x}.1." + "\u00e9" * 16, "L.1.1.AAAAAAAAAAAAAAA!", "L.\u00b2.1.AAAAAAAAAAAAAAAA"):
+        refused = scan(api, employee["access_token"], bad)
+        assert refused.status_code == 400 and refused.json()["code"] == "qr_invalid", bad

@@ -148,7 +148,7 @@ def test_events_travel_as_json():
 
 def test_operator_key_ids_and_signatures():
     assert parse_operator_key_id("op.3.17.abcdef").device_id == 17
-    for bad in ("op.3.x.abc", "key.3.4.abc", "op.3.4", ""):
+    for bad in ("op.3.x.abc", "key.3.4.abc", "op.3.4", "", "op.\u00b2.4.abc", "op.3.4.abc\u00e9"):
         assert parse_operator_key_id(bad) is None
     with pytest.raises(RuntimeError):
         derive_operator_secret("", "op.1.2.abc")
