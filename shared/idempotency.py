@@ -197,14 +197,20 @@ class IdempotentWrite:
         self._store(uow, self.status, body)
         self.response = current_app.response_class(body, status=self.status, mimetype="application/json")
 
-    def record_error(self, db: Any, response: Response) -> None:
-        """Keep a refusal for replay (its own small transaction: the effect's rolled back)."""
+    def record_error(self, db: Any, response: Response) -> Response:
+        """Keep a refusal for replay (its own small transaction: the effect's rolled back); if the key has an
+        answer already (a duplicate that got there first), that answer is the one to give."""
         with db.uow() as uow:
             self._store(uow, response.status_code, response.get_data(True))
             try:
                 uow.commit()
+                return response
             except IntegrityError:
-                uow.rollback()  # a concurrent duplicate answered first; either answer stands
+                uow.rollback()
+            try:
+                return self.response if self.replayed(uow) and self.response is not None else response
+            except ApiError as exc:
+                return error_response(exc)
 
     def _store(self, uow: Any, status: int, body: str) -> None:
         uow.session.add(self.model(principal=self.principal, key=self.key, fingerprint=self.fingerprint,
@@ -229,7 +235,7 @@ def idempotent_write(schema: Any, status: int) -> Callable[[Callable[..., Any]],
                 response = error_response(exc)
                 if response.status_code < 500 and not _says_try_later(response) and exc.code not in (
                         "idempotency_key_reused", "idempotency_key_in_use"):
-                    g.idempotency.record_error(ctx.db, response)
+                    response = g.idempotency.record_error(ctx.db, response)
                 return response
 
         return Blueprint.doc(**HEADER_DOC)(wrapper)

@@ -227,3 +227,26 @@ def test_try_later_answers_are_not_replayed(sample):
     effects.rate_limited = False
     again = client.post("/transfers", json={"amount": 3}, headers=headers())
     assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
+
+
+def test_a_refusal_never_overwrites_an_answer_the_key_already_has(combined_app, databases, clean):
+    """The key's first answer stands: a refusal arriving after it is replaced by that answer."""
+    import marshmallow as ma
+    from flask import Response as FlaskResponse
+
+    from services.activities.models import infra
+    from shared.idempotency import IdempotentWrite
+
+    app = combined_app.mounts["/api/activities"]
+    schema = ma.Schema.from_dict({"id": ma.fields.Integer()})()
+    with app.test_request_context():
+        first = IdempotentWrite(infra.idempotency, "user:1", "k-1", "fp", schema, 201)
+        with databases["activities"].uow() as uow:
+            first.record(uow, {"id": 7})
+            uow.commit()
+        late = IdempotentWrite(infra.idempotency, "user:1", "k-1", "fp", schema, 201)
+        refusal = FlaskResponse('{"code": "qr_expired"}', status=410, mimetype="application/json")
+        answer = late.record_error(databases["activities"], refusal)
+        assert answer.status_code == 201 and answer.get_json() == {"id": 7}
+        other = IdempotentWrite(infra.idempotency, "user:1", "k-1", "another body", schema, 201)
+        assert other.record_error(databases["activities"], refusal).get_json()["code"] == "idempotency_key_reused"
