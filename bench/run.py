@@ -13,6 +13,7 @@ wrk. Prints figures; asserts nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -113,7 +114,8 @@ class System:
         """Pause (SIGSTOP) or resume the relay and the worker: the write path measured alone, then with the
         credit pipeline sharing the machine."""
         for child in self.children[1:]:
-            os.killpg(child.pid, signal.SIGCONT if running else signal.SIGSTOP)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGCONT if running else signal.SIGSTOP)
 
     def stop(self) -> None:
         self.pipeline(True)
@@ -363,10 +365,15 @@ def main() -> int:
                 f"{statistics.mean(firsts or [0]):.1f}, last third avg {statistics.mean(lasts or [0]):.1f}, "
                 f"max {max(b for _, b in samples)}")
         return 0
+    except BaseException:
+        say(f"  the processes' logs are in {work}")
+        raise
     finally:
         system.stop()
         points.dispose()
         activities.dispose()
+        if sys.exc_info()[0] is None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
