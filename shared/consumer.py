@@ -15,11 +15,10 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from shared import clock
-from shared.db import Database, UnitOfWork
+from shared.db import Database, UnitOfWork, insert_for
 from shared.events import Event
 from shared.infra_models import InfraModels
 from shared.metrics import EVENTS_CONSUMED
@@ -100,9 +99,8 @@ def _apply_together(service, db, models, handlers, messages, counts, done) -> li
     try:
         with db.uow() as uow:
             # Mark them all processed in one statement; the ones already marked are the duplicates.
-            insert = postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
             fresh = set(uow.session.scalars(
-                insert(models.processed)
+                insert_for(uow.session)(models.processed)
                 .values([{"event_id": event_id, "event_type": event.type, "processed_at": clock.now()}
                          for event_id, (_message, event) in events.items()])
                 .on_conflict_do_nothing(index_elements=["event_id"])

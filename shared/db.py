@@ -14,6 +14,7 @@ from typing import Any, Self
 
 from flask import g, has_request_context
 from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import QueuePool, StaticPool
@@ -121,6 +122,11 @@ def _quote_ident(name: str) -> str:
     if not name.isidentifier():
         raise ValueError(f"bad schema name {name!r}")
     return f'"{name}"'
+
+
+def insert_for(session: Session) -> Callable[..., Any]:
+    """The dialect's ``insert`` (PostgreSQL or SQLite), which has ``on_conflict_do_nothing``."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 class UnitOfWork:

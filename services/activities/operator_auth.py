@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from flask import current_app, request
 
 from shared import clock
-from shared.auth.guards import REVOKED_DEVICES_KEY
+from shared.auth.guards import ensure_device_not_revoked
 from shared.auth.operator import derive_operator_secret, parse_operator_key_id, sign_request
 from shared.errors import ApiError
 
@@ -62,11 +62,5 @@ def authenticate_operator() -> OperatorCaller:
                             request.get_data())
     if not hmac.compare_digest(expected, signature):
         raise _refuse("signature mismatch")
-    try:
-        revoked = ctx.redis.sismember(REVOKED_DEVICES_KEY, str(parsed.device_id))
-    except Exception as exc:
-        log.warning("revocation list unreachable", extra={"error": str(exc)})
-        raise ApiError(503, "service_unavailable", "服务暂不可用，请稍后再试", headers={"Retry-After": "5"}) from exc
-    if revoked:
-        raise ApiError(401, "device_revoked", "设备凭证已被撤销")
+    ensure_device_not_revoked(parsed.device_id)
     return OperatorCaller(parsed.institution_id, parsed.device_id, key_id, signature)

@@ -7,14 +7,13 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.points.models import Account, LedgerEntry
 from services.points.receipts import compute_receipt, parse_quantity
 from services.points.rules import rule_in_force, terms_of
 from shared import clock
-from shared.db import Database, UnitOfWork
+from shared.db import Database, UnitOfWork, insert_for
 from shared.events import ActionRecorded, ActionReversed
 
 log = logging.getLogger("lvbao.points")
@@ -37,10 +36,8 @@ def lock_account(session: Session, user_id: int, institution_id: int) -> Account
     account = session.scalars(locked).one_or_none()
     if account is not None:  # the usual case: one statement
         return account
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(
-        insert(Account)
+        insert_for(session)(Account)
         .values(user_id=user_id, institution_id=institution_id, balance=0, lifetime_points=0, carbon_g=0,
                 updated_at=clock.now())
         .on_conflict_do_nothing(index_elements=["user_id"])

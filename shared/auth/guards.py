@@ -117,15 +117,21 @@ def authenticate() -> Principal:
     if principal.token_type == "device":  # noqa: S105 - a token type, not a password
         if principal.device_id is None:
             raise ApiError(401, "invalid_token", "登录凭证无效或已过期")
-        try:
-            revoked = ctx.redis.sismember(REVOKED_DEVICES_KEY, str(principal.device_id))
-        except Exception as exc:
-            log.warning("revocation list unreachable", extra={"error": str(exc)})
-            raise ApiError(503, "service_unavailable", "服务暂不可用，请稍后再试") from exc
-        if revoked:
-            raise ApiError(401, "device_revoked", "设备凭证已被撤销")
+        ensure_device_not_revoked(principal.device_id)
     g.principal = principal
     return principal
+
+
+def ensure_device_not_revoked(device_id: int) -> None:
+    """401 ``device_revoked`` for a revoked device (stations, screens, charging operators); 503 when the
+    revocation list cannot be read (fail closed)."""
+    try:
+        revoked = current_app.extensions["lvbao"].redis.sismember(REVOKED_DEVICES_KEY, str(device_id))
+    except Exception as exc:
+        log.warning("revocation list unreachable", extra={"error": str(exc)})
+        raise ApiError(503, "service_unavailable", "服务暂不可用，请稍后再试", headers={"Retry-After": "5"}) from exc
+    if revoked:
+        raise ApiError(401, "device_revoked", "设备凭证已被撤销")
 
 
 def require_auth(*roles: str, devices: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
