@@ -85,8 +85,10 @@ def running_system(request, tmp_path, database_url, redis_url):
     if request.param == "external":
         if database_url.startswith("sqlite"):
             pytest.skip("no PostgreSQL here (CI requires one, so this never skips there)")
-        env["LVBAO_DATABASE_URL"] = _fresh_postgres_database(database_url, "lvbao_e2e")
-        env["LVBAO_REDIS_URL"] = redis_url.rsplit("/", 1)[0] + "/13"
+        # Named after the test database and Redis db, so two checkouts can run their suites side by side.
+        test_db = urlparse(database_url).path.lstrip("/")
+        env["LVBAO_DATABASE_URL"] = _fresh_postgres_database(database_url, f"{test_db}_e2e")
+        env["LVBAO_REDIS_URL"] = redis_url.rsplit("/", 1)[0] + "/" + os.environ.get("LVBAO_TEST_E2E_REDIS_DB", "13")
         env["LVBAO_DEMO_ADMIN_PASSWORD"] = "e2e-admin-password"
     process = subprocess.Popen(
         [sys.executable, "-m", "lvbao.cli", "run", "--var", str(tmp_path / "var")],
