@@ -98,8 +98,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    """Relay every service's outbox to the queues. Chores: re-assert device revocations and re-send
-    unacknowledged events every minute, prune old infrastructure rows every hour."""
+    """Relay every service's outbox to the queues. Chores: re-assert device revocations, re-send
+    unacknowledged events, ask points again about waiting redemptions and expire uncollected pickups every
+    minute; prune old infrastructure rows every hour."""
     from services.gateway.admin_service import AdminService
     from shared.housekeeping import prune
     from shared.outbox import OutboxRelay, run_relays
@@ -118,12 +119,16 @@ def cmd_relay(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     admin = AdminService(settings, relays[0].db, redis_client)
+    from services.rewards.app import redemption_service
+
+    redemptions = redemption_service(next(r.db for r in relays if r.service == "rewards"), settings)
     run_relays(
         relays,
         poll_interval=args.poll_interval,
         should_stop=stop.is_set,
         periodic=[
             (60.0, admin.republish_revocations),
+            (min(60.0, settings.debit_retry_seconds), redemptions.chores),
             *[(60.0, relay.redeliver_unacknowledged) for relay in relays],
             *[(3600.0, functools.partial(prune, relay.db, relay.models)) for relay in relays],
         ],
@@ -153,14 +158,17 @@ def cmd_queues(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Reconcile actions, ledger entries and balances; exit 1 naming every mismatch (2: only work in flight)."""
+    """Reconcile actions, redemptions, ledger entries, balances and stock; exit 1 naming every mismatch (2: only
+    work in flight)."""
     from lvbao.verify import reconcile
+    from lvbao.verify_rewards import reconcile_redemptions
 
     settings = _settings()
-    with _database("activities", settings) as activities, _database("points", settings) as points:
+    with _database("activities", settings) as activities, _database("points", settings) as points, \
+            _database("rewards", settings) as rewards:
         deadline = time.monotonic() + args.wait
         while True:
-            report = reconcile(activities, points)
+            report = reconcile_redemptions(rewards, points, reconcile(activities, points))
             if report.exit_code != 2 or time.monotonic() >= deadline:
                 break
             time.sleep(0.5)

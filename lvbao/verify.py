@@ -28,6 +28,8 @@ class Report:
     awards: int = 0
     reversals: int = 0
     accounts: int = 0
+    redemptions: int = 0
+    rewards: int = 0
     in_flight: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
 
@@ -38,7 +40,7 @@ class Report:
     def lines(self) -> list[str]:
         out = [
             f"credited actions: {self.actions_credited}, awards: {self.awards}, reversals: {self.reversals}, "
-            f"accounts: {self.accounts}",
+            f"accounts: {self.accounts}, redemptions: {self.redemptions}, rewards: {self.rewards}",
             *[f"IN FLIGHT {line}" for line in self.in_flight],
             *[f"MISMATCH {line}" for line in self.mismatches],
         ]

@@ -48,6 +48,10 @@ class Settings:
     # Behind nginx (docker-compose): honour X-Forwarded-For/Proto/Host/Prefix. Never when clients reach the
     # app directly (the embedded run), or they could pretend any address and prefix.
     trust_proxy: bool = False
+    # Rewards: days a confirmed redemption waits at the counter before it expires (points come back), and how
+    # long a pending one waits for points' answer before points is asked again.
+    pickup_days: int = 14
+    debit_retry_seconds: int = 60
     log_level: str = "INFO"
     log_json: bool = True
     testing: bool = False
@@ -70,6 +74,8 @@ class Settings:
             wechat_appid=_env("LVBAO_WECHAT_APPID", cls.wechat_appid),
             wechat_secret=_env("LVBAO_WECHAT_SECRET", ""),
             operator_key_secret=_env("LVBAO_OPERATOR_KEY_SECRET", ""),
+            pickup_days=_int("LVBAO_PICKUP_DAYS", cls.pickup_days),
+            debit_retry_seconds=_int("LVBAO_DEBIT_RETRY_SECONDS", cls.debit_retry_seconds),
             trust_proxy=_env("LVBAO_TRUST_PROXY", "0").lower() in ("1", "true", "yes"),
             log_level=_env("LVBAO_LOG_LEVEL", "INFO"),
             log_json=_env("LVBAO_LOG_FORMAT", "json") == "json",

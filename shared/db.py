@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from flask import g, has_request_context
-from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy import DateTime, MetaData, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -127,6 +127,14 @@ def _quote_ident(name: str) -> str:
 def insert_for(session: Session) -> Callable[..., Any]:
     """The dialect's ``insert`` (PostgreSQL or SQLite), which has ``on_conflict_do_nothing``."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def advisory_xact_lock(session: Session, namespace: int, key: int) -> None:
+    """Serialise work on one thing (a user, say) for the rest of the transaction: a transaction-scoped advisory
+    lock on PostgreSQL; on SQLite writers are serialised already by ``BEGIN IMMEDIATE``. Callers keep a
+    database constraint as the last guard either way."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": namespace, "key": key})
 
 
 class UnitOfWork:

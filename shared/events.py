@@ -125,6 +125,62 @@ class RuleVersionPublished(Event):
     claim_window_days: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class DebitRequested(Event):
+    """Rewards reserved stock for a redemption and asks points to debit its cost. Sent again (a new event, the
+    same ``redemption_id``) while the redemption waits for an answer: points decides once per redemption and
+    repeats that decision."""
+
+    redemption_id: int
+    user_id: int
+    institution_id: int
+    reward_id: int
+    points: int
+    attempt: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class PointsDebited(Event):
+    """Points took a redemption's cost from the balance: rewards confirms it with a pickup code."""
+
+    redemption_id: int
+    user_id: int
+    points: int
+    entry_id: int
+    balance_after: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class DebitRejected(Event):
+    """Points refused a redemption's debit (``insufficient_points``): rewards rejects it and releases the stock."""
+
+    redemption_id: int
+    user_id: int
+    reason: str
+    balance: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefundRequested(Event):
+    """A confirmed redemption was cancelled or expired: points gives its debit back, once."""
+
+    redemption_id: int
+    user_id: int
+    institution_id: int
+    points: int
+    reason: str  # cancelled | expired
+
+
+@dataclass(frozen=True, kw_only=True)
+class PointsRefunded(Event):
+    """Points gave a redemption's debit back: rewards notes when."""
+
+    redemption_id: int
+    user_id: int
+    points: int
+    entry_id: int
+
+
 # Which services consume each event type. The producer's outbox writes one row per consumer.
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "EmployeeBound": ("points", "activities"),
@@ -132,6 +188,11 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "ActionRecorded": ("points",),
     "ActionReversed": ("points",),
     "RuleVersionPublished": ("activities",),
+    "DebitRequested": ("points",),
+    "RefundRequested": ("points",),
+    "PointsDebited": ("rewards",),
+    "DebitRejected": ("rewards",),
+    "PointsRefunded": ("rewards",),
 }
 
 

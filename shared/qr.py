@@ -64,7 +64,7 @@ def step_at(moment: datetime) -> int:
     return int(moment.timestamp()) // STEP_SECONDS
 
 
-def _b36(number: int) -> str:
+def base36(number: int) -> str:
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
     while True:
@@ -81,7 +81,7 @@ def _mac(secret: str, station_id: int, step: int) -> str:
 
 def code_for(station_id: int, secret: str, moment: datetime) -> StationCode:
     step = step_at(moment)
-    text = f"{PREFIX}.{_b36(station_id)}.{_b36(step)}.{_mac(secret, station_id, step)}"
+    text = f"{PREFIX}.{base36(station_id)}.{base36(step)}.{_mac(secret, station_id, step)}"
     return StationCode(station_id, step, text)
 
 

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.activities.models import RuleLimit
+from shared.db import advisory_xact_lock
 
 UNITS = {"commute": "km", "clean_plate": "meal", "waste_sorting": "check_in", "ev_charging": "kwh"}
 COMMUTE_MODES = ("walk", "bike", "bus", "metro", "carpool", "ev")
@@ -89,5 +90,4 @@ def lock_user(session: Session, user_id: int) -> None:
     PostgreSQL: a transaction-scoped advisory lock in the activities namespace. SQLite: writers are already
     serialised by ``BEGIN IMMEDIATE``. The unique claims stay the last guard either way.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:ns, :user_id)"), {"ns": 0x4C42, "user_id": user_id})
+    advisory_xact_lock(session, 0x4C42, user_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.points.ledger import award_for_action, reverse_action
 from services.points.models import Member
+from services.points.wallet import debit_for_redemption, refund_redemption
 from shared.db import UnitOfWork
 from shared.events import EmployeeBound, EmployeeFacts
 
@@ -30,4 +31,6 @@ HANDLERS = {
     "EmployeeUpdated": remember_member,
     "ActionRecorded": award_for_action,
     "ActionReversed": reverse_action,
+    "DebitRequested": debit_for_redemption,
+    "RefundRequested": refund_redemption,
 }

@@ -64,7 +64,7 @@ def earned_on(session: Session, user_id: int, day: date, action_type: str) -> in
     )
 
 
-def _append(session: Session, account: Account, **fields: Any) -> LedgerEntry:
+def append_entry(session: Session, account: Account, **fields: Any) -> LedgerEntry:
     """Write one ledger entry and move the account by it, in the caller's transaction."""
     account.balance += fields["points"]
     if fields["kind"] in EARNING_KINDS:
@@ -115,7 +115,7 @@ def award_for_action(uow: UnitOfWork, event: ActionRecorded) -> None:
         earned = earned_on(session, account.user_id, day, event.action_type)
         receipt = compute_receipt(terms_of(rule), event.variant, quantity, earned)
     receipt["action_at"] = action_at.isoformat()
-    _append(
+    append_entry(
         session, account, kind="award", points=receipt["points"], carbon_g=receipt["carbon_g"],
         action_type=event.action_type, local_day=day, source_type=ACTION_SOURCE, source_id=str(event.action_id),
         receipt=receipt, event_id=event.event_id,
@@ -135,7 +135,7 @@ def reverse_action(uow: UnitOfWork, event: ActionReversed) -> None:
     if award is None:
         receipt = {"reversed_entry_id": None, "reason": event.reason, "points": 0, "carbon_g": 0, "shortfall": 0,
                    "note": "撤销先于入账到达：该行为此后不再计分"}
-        _append(session, account, kind="reversal", points=0, carbon_g=0, action_type=None, local_day=None,
+        append_entry(session, account, kind="reversal", points=0, carbon_g=0, action_type=None, local_day=None,
                 source_type=ACTION_SOURCE, source_id=str(event.action_id), receipt=receipt, event_id=event.event_id)
         return
     taken = min(award.points, account.balance)
@@ -145,7 +145,7 @@ def reverse_action(uow: UnitOfWork, event: ActionReversed) -> None:
         note += f"；其中 {shortfall} 分已被使用，无法收回"
     receipt = {"reversed_entry_id": award.id, "reason": event.reason, "points": -taken,
                "carbon_g": -award.carbon_g, "shortfall": shortfall, "note": note}
-    _append(session, account, kind="reversal", points=-taken, carbon_g=-award.carbon_g,
+    append_entry(session, account, kind="reversal", points=-taken, carbon_g=-award.carbon_g,
             action_type=award.action_type, local_day=award.local_day, source_type=ACTION_SOURCE,
             source_id=str(event.action_id), receipt=receipt, event_id=event.event_id)
     if shortfall:

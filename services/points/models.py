@@ -124,3 +124,22 @@ class LedgerEntry(Base):
     source_id: Mapped[str] = mapped_column(String(64))
     receipt: Mapped[dict[str, Any]] = mapped_column(JSON)
     event_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class RedemptionDebit(Base):
+    """Points' one decision about a redemption's debit (debited or rejected), repeated to whoever asks again,
+    so a redemption asked about twice can never be debited after it was refused, nor refused after it was
+    debited."""
+
+    __tablename__ = "redemption_debits"
+    __table_args__ = (CheckConstraint("outcome IN ('debited', 'rejected')", name="outcome_known"),)
+
+    redemption_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(Integer)
+    points: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    balance: Mapped[int] = mapped_column(Integer)  # after the debit; the balance that fell short, if rejected
+    entry_id: Mapped[int | None] = mapped_column(BigInteger)
+    refund_entry_id: Mapped[int | None] = mapped_column(BigInteger)
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime, default=now)

@@ -1,3 +1,9 @@
-"""The rewards service's event handlers, one registry (none yet)."""
+"""The rewards service's event handlers, one registry: points' answers in the redemption saga."""
 
-HANDLERS: dict = {}
+from services.rewards.redemptions import confirm_redemption, note_refund, reject_redemption
+
+HANDLERS = {
+    "PointsDebited": confirm_redemption,
+    "DebitRejected": reject_redemption,
+    "PointsRefunded": note_refund,
+}

@@ -1,0 +1,233 @@
+"""The rewards HTTP API (``/api/rewards``): the catalog and its stock, redemptions, pickup and fulfilment."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Response, current_app, g, stream_with_context
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from services.rewards.catalog import CatalogService
+from services.rewards.redemptions import RedemptionService
+from services.rewards.schemas import (
+    CatalogArgsSchema,
+    FulfilmentSchema,
+    RedeemSchema,
+    RedemptionExportArgsSchema,
+    RedemptionListArgsSchema,
+    RedemptionPageSchema,
+    RedemptionSchema,
+    RewardCreateSchema,
+    RewardPageSchema,
+    RewardSchema,
+    RewardUpdateSchema,
+    StockChangeSchema,
+    StockMovementPageSchema,
+)
+from shared import clock, qr
+from shared.auth import current_principal, require_auth
+from shared.errors import ApiError
+from shared.idempotency import idempotent_write
+from shared.schemas import PageArgsSchema, decode_cursor, encode_cursor
+
+catalog_blp = Blueprint("catalog", __name__, description="The catalog: rewards, their stock and its history")
+redemptions_blp = Blueprint("redemptions", __name__, description="Redemptions, pickup codes and fulfilment")
+
+ADMINS = ("admin", "province_admin")
+EXPORT_COLUMNS = ("id", "created_at", "user_id", "reward_id", "reward_name", "points_cost", "status", "reason",
+                  "decided_at", "fulfilled_at", "closed_at", "refunded_at")
+
+
+def catalog() -> CatalogService:
+    return current_app.extensions["lvbao"].extra["catalog"]
+
+
+def redemptions() -> RedemptionService:
+    return current_app.extensions["lvbao"].extra["redemptions"]
+
+
+def _cursor(cursor: str | None, name: str) -> int | None:
+    value = (decode_cursor(cursor) or {}).get(name)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["invalid cursor"]})
+    return value
+
+
+def _page(items: list[dict[str, Any]], limit: int, name: str) -> dict[str, Any]:
+    full = len(items) == limit
+    return {"items": items, "next_cursor": encode_cursor({name: items[-1]["id"]}) if full else None}
+
+
+# -- catalog ----------------------------------------------------------------------------------------------------
+
+
+@catalog_blp.route("/catalog")
+class Catalog(MethodView):
+    @require_auth("employee", *ADMINS)
+    @catalog_blp.arguments(CatalogArgsSchema, location="query")
+    @catalog_blp.response(200, RewardPageSchema)
+    def get(self, args):
+        """The caller's institution's rewards: on offer now for employees, every item for admins."""
+        items = catalog().list(current_principal(), args["institution_id"], args["limit"],
+                               _cursor(args["cursor"], "after"))
+        return _page(items, args["limit"], "after")
+
+    @require_auth(*ADMINS)
+    @catalog_blp.arguments(RewardCreateSchema)
+    @catalog_blp.response(201, RewardSchema)
+    def post(self, data):
+        """Add a reward to an institution's catalog; its initial stock is recorded as received."""
+        return catalog().create(current_principal(), data)
+
+
+@catalog_blp.route("/catalog/<id:reward_id>")
+class CatalogItem(MethodView):
+    @require_auth("employee", *ADMINS)
+    @catalog_blp.response(200, RewardSchema)
+    def get(self, reward_id):
+        """One reward."""
+        return catalog().get(current_principal(), reward_id)
+
+    @require_auth(*ADMINS)
+    @catalog_blp.arguments(RewardUpdateSchema)
+    @catalog_blp.response(200, RewardSchema)
+    def patch(self, changes, reward_id):
+        """Change a reward's details, window or limit, or take it off the catalog (``active: false``)."""
+        return catalog().update(current_principal(), reward_id, changes)
+
+
+@catalog_blp.route("/catalog/<id:reward_id>/stock")
+class CatalogStock(MethodView):
+    @require_auth(*ADMINS)
+    @catalog_blp.arguments(PageArgsSchema, location="query")
+    @catalog_blp.response(200, StockMovementPageSchema)
+    def get(self, args, reward_id):
+        """Every change of the reward's stock, newest first, with who and why."""
+        items = catalog().movements(current_principal(), reward_id, args["limit"], _cursor(args["cursor"], "before"))
+        return _page(items, args["limit"], "before")
+
+    @require_auth(*ADMINS)
+    @catalog_blp.arguments(StockChangeSchema)
+    @catalog_blp.response(200, RewardSchema)
+    def post(self, data, reward_id):
+        """Receive stock (or correct it after a count, with a negative delta); the reason is kept."""
+        return catalog().adjust_stock(current_principal(), reward_id, data["delta"], data["reason"])
+
+
+# -- redemptions ------------------------------------------------------------------------------------------------
+
+
+@redemptions_blp.route("/redemptions")
+class Redemptions(MethodView):
+    @require_auth("employee")
+    @redemptions_blp.arguments(RedeemSchema)
+    @idempotent_write(RedemptionSchema(), 202)
+    @redemptions_blp.response(202, RedemptionSchema)
+    def post(self, data):
+        """Redeem a reward. Answers ``pending`` while points checks the balance (poll the redemption), or
+        ``rejected`` at once with ``out_of_stock`` / ``limit_reached``."""
+        redemptions().redeem(current_principal(), data["reward_id"], g.idempotency)
+        return g.idempotency.response
+
+    @require_auth("employee", *ADMINS)
+    @redemptions_blp.arguments(RedemptionListArgsSchema, location="query")
+    @redemptions_blp.response(200, RedemptionPageSchema)
+    def get(self, args):
+        """An employee's own redemptions (``?mine``), newest first; for admins, their institution's, filtered."""
+        who, before = current_principal(), _cursor(args["cursor"], "before")
+        if who.is_admin and args["mine"] is None:
+            items = redemptions().list_for_admin(who, args, args["limit"], before)
+        else:
+            items = redemptions().list_mine(who, args["limit"], before)
+        return _page(items, args["limit"], "before")
+
+
+@redemptions_blp.route("/redemptions.csv")
+class RedemptionsExport(MethodView):
+    @require_auth(*ADMINS)
+    @redemptions_blp.arguments(RedemptionExportArgsSchema, location="query")
+    @redemptions_blp.response(200, content_type="text/csv")
+    def get(self, args):
+        """Redemptions as CSV (UTF-8 with BOM, so spreadsheet programs read the Chinese), oldest first; times in
+        Asia/Shanghai."""
+        rows = redemptions().rows_for_export(current_principal(), args)
+        name = f"redemptions-{clock.local_now():%Y%m%d}.csv"
+        return Response(stream_with_context(_csv(rows)), mimetype="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _csv(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    out.write("\ufeff")
+    writer.writerow(EXPORT_COLUMNS)
+    for row in rows:
+        writer.writerow([_cell(row[name]) for name in EXPORT_COLUMNS])
+        if out.tell() > 64 * 1024:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if hasattr(value, "astimezone"):
+        return value.astimezone(clock.LOCAL_TZ).isoformat(timespec="seconds")
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value  # never a formula in someone's spreadsheet
+    return "" if value is None else value
+
+
+@redemptions_blp.route("/redemptions/<id:redemption_id>")
+class RedemptionItem(MethodView):
+    @require_auth("employee", *ADMINS)
+    @redemptions_blp.response(200, RedemptionSchema)
+    def get(self, redemption_id):
+        """One redemption: its status, the reason of a rejection, and for its owner the pickup code."""
+        return redemptions().get(current_principal(), redemption_id)
+
+
+@redemptions_blp.route("/redemptions/<id:redemption_id>/cancel")
+class RedemptionCancel(MethodView):
+    @require_auth("employee")
+    @redemptions_blp.response(200, RedemptionSchema)
+    def post(self, redemption_id):
+        """Cancel a confirmed redemption before pickup: the stock comes back and the points are refunded."""
+        return redemptions().cancel(current_principal(), redemption_id)
+
+
+def _pickup_image(redemption_id: int, render, mimetype: str) -> Response:
+    code = redemptions().pickup_code(current_principal(), redemption_id)
+    return Response(render(code), mimetype=mimetype, headers={"Cache-Control": "private, no-store"})
+
+
+@redemptions_blp.route("/redemptions/<id:redemption_id>/pickup.png")
+class PickupPng(MethodView):
+    @require_auth("employee")
+    @redemptions_blp.response(200, content_type="image/png")
+    def get(self, redemption_id):
+        """The pickup code as a PNG QR (the owner's, while the redemption is confirmed)."""
+        return _pickup_image(redemption_id, qr.render_png, "image/png")
+
+
+@redemptions_blp.route("/redemptions/<id:redemption_id>/pickup.svg")
+class PickupSvg(MethodView):
+    @require_auth("employee")
+    @redemptions_blp.response(200, content_type="image/svg+xml")
+    def get(self, redemption_id):
+        """The pickup code as an SVG QR."""
+        return _pickup_image(redemption_id, qr.render_svg, "image/svg+xml")
+
+
+@redemptions_blp.route("/fulfilments")
+class Fulfilments(MethodView):
+    @require_auth("station", *ADMINS)
+    @redemptions_blp.arguments(FulfilmentSchema)
+    @redemptions_blp.response(200, RedemptionSchema)
+    def post(self, data):
+        """Staff scan an employee's pickup code (at a station or in the admin console): fulfilled, once."""
+        return redemptions().fulfil(current_principal(), data["pickup_code"])
