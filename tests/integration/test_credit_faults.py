@@ -48,7 +48,8 @@ class Pipeline:
         self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str) -> subprocess.Popen:
-        args = {"relay": ["relay", "--poll-interval", "0.05"], "worker": ["worker", "points", "activities", "rewards"]}[name]
+        args = {"relay": ["relay", "--poll-interval", "0.05"],
+                "worker": ["worker", "points", "activities", "rewards"]}[name]
         with open(self.logs / f"{name}.log", "a") as log:
             process = subprocess.Popen([sys.executable, "-m", "lvbao.cli", *args], env=self.env,
                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
