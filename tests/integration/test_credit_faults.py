@@ -49,7 +49,8 @@ class Pipeline:
 
     def start(self, name: str) -> subprocess.Popen:
         args = {"relay": ["relay", "--poll-interval", "0.05"],
-                "worker": ["worker", "points", "activities", "rewards"]}[name]
+                "worker": ["worker", "points", "activities", "rewards"],
+                "points-worker": ["worker", "points"], "rewards-worker": ["worker", "rewards", "activities"]}[name]
         with open(self.logs / f"{name}.log", "a") as log:
             process = subprocess.Popen([sys.executable, "-m", "lvbao.cli", *args], env=self.env,
                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -191,3 +192,40 @@ def _unpublished(databases) -> int:
     Outbox = activities_infra.outbox
     with databases["activities"].reader() as uow:
         return uow.session.scalar(select(func.count(Outbox.id)).where(Outbox.published_at.is_(None)))
+
+
+REDEMPTIONS_PER_EMPLOYEE = 12  # of a 10-point reward with 100 points each: 10 confirmed, 2 refused
+
+
+def test_the_points_worker_killed_between_saga_steps(api, pilot, employees, pipeline, databases):
+    from services.rewards.models import Redemption
+    from tests.integration.test_rewards import add_reward, grant, redeem
+
+    admin = pilot.admin_login("admin", "province-admin-pw-1")["access_token"]
+    reward = add_reward(api, admin, pilot.institution_id, stock=1000)
+    for token in employees:
+        user_id = api.get("/api/auth/me", token=token).json()["id"]
+        grant(databases, user_id, pilot.institution_id, 100)
+        for _ in range(REDEMPTIONS_PER_EMPLOYEE):
+            assert redeem(api, token, reward["id"]).status_code == 202
+
+    def debits() -> int:
+        with databases["points"].reader() as uow:
+            return uow.session.scalar(select(func.count(LedgerEntry.id)).where(LedgerEntry.kind == "debit"))
+
+    def by_status() -> dict[str, int]:
+        with databases["rewards"].reader() as uow:
+            return dict(uow.session.execute(select(Redemption.status, func.count()).group_by(Redemption.status)).all())
+
+    pipeline.start("relay")
+    pipeline.start("rewards-worker")
+    pipeline.start("points-worker")
+    assert wait_until(lambda: debits() > 0, timeout=60, interval=0.002)
+    pipeline.kill("points-worker")  # debits done for some, answers on their way, the rest not yet decided
+    assert by_status().get("pending", 0) > 0, by_status()
+    pipeline.start("points-worker")
+    assert_verified(pipeline)
+    total = EMPLOYEES * REDEMPTIONS_PER_EMPLOYEE
+    assert wait_until(lambda: by_status() == {"confirmed": EMPLOYEES * 10, "rejected": total - EMPLOYEES * 10},
+                      timeout=30), by_status()
+    assert debits() == EMPLOYEES * 10
