@@ -6,6 +6,8 @@ measured in the same run.
    does one bare INSERT and commit. Target: ratio >= 0.6.
 2. Lag: a steady 200 actions/s for 60 s; for each action, the time from sending the request to its ledger entry
    (relay -> RQ -> credit worker). Target: p99 < 2 s and no growing backlog.
+3. Redemptions: 500 employees redeem one reward at once; the time until every redemption has settled
+   (confirmed or rejected) through the saga with points.
 
 Needs PostgreSQL and Redis (defaults: the machine's, database ``lvbao_bench`` made afresh, Redis db 11) and
 wrk. Prints figures; asserts nothing.
@@ -36,6 +38,7 @@ import requests
 from sqlalchemy import func, select
 
 from bench.baseline import DDL
+from bench.redemptions import redemption_burst
 from lvbao.embedded import free_port
 from shared import clock
 from shared.db import Database
@@ -100,7 +103,7 @@ class System:
             sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", *GUNICORN, "--log-level", "warning",
             "bench.baseline:create_app()"])
         self.spawn("relay", [sys.executable, "-m", "lvbao.cli", "relay", "--poll-interval", "0.05"])
-        self.spawn("worker", [sys.executable, "-m", "lvbao.cli", "worker", "points", "activities"])
+        self.spawn("worker", [sys.executable, "-m", "lvbao.cli", "worker", "points", "activities", "rewards"])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -364,6 +367,7 @@ def main() -> int:
             say(f"  backlog (sent, not yet credited) sampled each second: first third avg "
                 f"{statistics.mean(firsts or [0]):.1f}, last third avg {statistics.mean(lasts or [0]):.1f}, "
                 f"max {max(b for _, b in samples)}")
+        redemption_burst(system.base, database_url, tokens[EMPLOYEES:], list(range(100_000, 100_000 + 500)), 1, say)
         return 0
     except BaseException:
         say(f"  the processes' logs are in {work}")
