@@ -151,6 +151,8 @@ class CatalogService:
     def list(self, who: Principal, institution_id: int | None, limit: int, after_id: int | None
              ) -> list[dict[str, Any]]:
         """An employee sees what their institution offers now; an admin every item, offered or not."""
+        if not who.is_admin:
+            who.ensure_bound()
         institution_id = institution_id if institution_id is not None else who.institution_id
         if institution_id is None:
             raise ApiError(422, "validation_error", "请指定单位", errors={"institution_id": ["缺少必填字段"]})
