@@ -102,6 +102,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     unacknowledged events, ask points again about waiting redemptions and expire uncollected pickups every
     minute; prune old infrastructure rows every hour."""
     from services.gateway.admin_service import AdminService
+    from services.rewards.app import redemption_service
     from shared.housekeeping import prune
     from shared.outbox import OutboxRelay, run_relays
     from shared.service_app import make_redis
@@ -119,8 +120,6 @@ def cmd_relay(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     admin = AdminService(settings, relays[0].db, redis_client)
-    from services.rewards.app import redemption_service
-
     redemptions = redemption_service(next(r.db for r in relays if r.service == "rewards"), settings)
     run_relays(
         relays,

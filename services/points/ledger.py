@@ -136,7 +136,8 @@ def reverse_action(uow: UnitOfWork, event: ActionReversed) -> None:
         receipt = {"reversed_entry_id": None, "reason": event.reason, "points": 0, "carbon_g": 0, "shortfall": 0,
                    "note": "撤销先于入账到达：该行为此后不再计分"}
         append_entry(session, account, kind="reversal", points=0, carbon_g=0, action_type=None, local_day=None,
-                source_type=ACTION_SOURCE, source_id=str(event.action_id), receipt=receipt, event_id=event.event_id)
+                     source_type=ACTION_SOURCE, source_id=str(event.action_id), receipt=receipt,
+                     event_id=event.event_id)
         return
     taken = min(award.points, account.balance)
     shortfall = award.points - taken
@@ -146,8 +147,8 @@ def reverse_action(uow: UnitOfWork, event: ActionReversed) -> None:
     receipt = {"reversed_entry_id": award.id, "reason": event.reason, "points": -taken,
                "carbon_g": -award.carbon_g, "shortfall": shortfall, "note": note}
     append_entry(session, account, kind="reversal", points=-taken, carbon_g=-award.carbon_g,
-            action_type=award.action_type, local_day=award.local_day, source_type=ACTION_SOURCE,
-            source_id=str(event.action_id), receipt=receipt, event_id=event.event_id)
+                 action_type=award.action_type, local_day=award.local_day, source_type=ACTION_SOURCE,
+                 source_id=str(event.action_id), receipt=receipt, event_id=event.event_id)
     if shortfall:
         log.warning("reversal short of spent points",
                     extra={"user_id": account.user_id, "action_id": event.action_id, "shortfall": shortfall})

@@ -41,6 +41,8 @@ USER_LOCK_NAMESPACE = 0x5257  # "RW": the rewards service's per-user advisory lo
 SYSTEM = "system"
 # After this many requests without an answer, every further one is logged as a warning (points may be down).
 PATIENT_ATTEMPTS = 5
+MAX_BACKOFF_FACTOR = 64
+MAX_BACKOFF = timedelta(hours=1)
 
 
 def _reject(redemption: Redemption, reason: str) -> None:
@@ -286,20 +288,28 @@ class RedemptionService:
     # -- chores (the relay runs them every minute) ------------------------------------------------------------
 
     def ask_again(self, batch: int = 500) -> int:
-        """Ask points again about pending redemptions that have waited longer than the retry interval."""
-        cutoff = clock.now() - self.retry_after
+        """Ask points again about pending redemptions that got no answer: after the retry interval, then twice,
+        four times ... as long (at most an hour), so an outage of points does not fill its queue with repeats.
+        (The outbox already re-delivers what was not acknowledged; this covers what it gave up on.)"""
+        now = clock.now()
+        asked = 0
         with self.db.uow() as uow:
-            stale = list(uow.session.scalars(
-                select(Redemption).where(Redemption.status == "pending", Redemption.requested_at < cutoff)
+            waiting = uow.session.scalars(
+                select(Redemption)
+                .where(Redemption.status == "pending", Redemption.requested_at < now - self.retry_after)
                 .order_by(Redemption.requested_at).limit(batch).with_for_update(skip_locked=True)
-            ))
-            for redemption in stale:
+            )
+            for redemption in waiting:
+                backoff = self.retry_after * min(2 ** max(redemption.request_attempts - 1, 0), MAX_BACKOFF_FACTOR)
+                if clock.as_utc(redemption.requested_at) + min(backoff, MAX_BACKOFF) > now:
+                    continue
                 _request_debit(uow, redemption)
+                asked += 1
                 if redemption.request_attempts > PATIENT_ATTEMPTS:
                     log.warning("redemption still waiting for points",
                                 extra={"redemption_id": redemption.id, "attempts": redemption.request_attempts})
             uow.commit()
-        return len(stale)
+        return asked
 
     def expire_pickups(self, batch: int = 500) -> int:
         """Close confirmed redemptions nobody collected in time: stock back, points refunded."""

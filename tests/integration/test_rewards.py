@@ -264,12 +264,15 @@ def test_a_redemption_whose_request_was_lost_is_asked_about_again(shop, database
     deliver_outbox(databases)
     with databases["rewards"].reader() as uow:
         assert uow.session.get(Redemption, redemption_id).status == "confirmed"
-    # Asked a third time after it was decided: points repeats its decision, nothing is debited twice.
+    # Asked a third time after it was decided: points repeats its decision, nothing is debited twice. The
+    # third request waits twice as long as the second.
     with databases["rewards"].uow() as uow:
         redemption = uow.session.get(Redemption, redemption_id)
         redemption.status = "pending"
         uow.commit()
     freeze(databases, clock.now() + timedelta(seconds=settings.debit_retry_seconds + 1))
+    assert service.ask_again() == 0
+    freeze(databases, clock.now() + timedelta(seconds=settings.debit_retry_seconds))
     assert service.ask_again() == 1
     deliver_outbox(databases)
     assert balance(databases, person["user_id"]) == 90
