@@ -49,18 +49,15 @@ def _reject(redemption: Redemption, reason: str) -> None:
     redemption.status, redemption.reason, redemption.decided_at = "rejected", reason, clock.now()
 
 
-def _take_slot(session: Session, user_id: int, reward: Reward, redemption_id: int) -> bool:
-    """A free one of the user's ``per_user_limit`` places for this reward (no limit: always)."""
+def _free_slot(session: Session, user_id: int, reward: Reward) -> int | None:
+    """A free one of the user's ``per_user_limit`` places for this reward: its number, 0 when there is no
+    limit, None when every place is held."""
     if reward.per_user_limit is None:
-        return True
+        return 0
     held = set(session.scalars(
         select(LimitSlot.slot).where(LimitSlot.user_id == user_id, LimitSlot.reward_id == reward.id)
     ))
-    free = [n for n in range(1, reward.per_user_limit + 1) if n not in held]
-    if not free:
-        return False
-    session.add(LimitSlot(user_id=user_id, reward_id=reward.id, slot=free[0], redemption_id=redemption_id))
-    return True
+    return next((n for n in range(1, reward.per_user_limit + 1) if n not in held), None)
 
 
 def _release(session: Session, redemption: Redemption, why: str) -> None:
@@ -155,13 +152,15 @@ class RedemptionService:
                 session.flush()
             except IntegrityError as exc:  # the key's record was pruned, its redemption is still here
                 raise ApiError(409, "idempotency_key_expired", "该幂等键已过期，请使用新的键") from exc
-            if not _take_slot(session, who.user_id, reward, redemption.id):
+            slot = _free_slot(session, who.user_id, reward)
+            if slot is None:
                 _reject(redemption, "limit_reached")
             elif move_stock(session, reward.id, "reserved", -1, "兑换预留", who.subject, redemption.id) is None:
-                session.execute(  # no stock: the slot is not held after all
-                    LimitSlot.__table__.delete().where(LimitSlot.redemption_id == redemption.id))
                 _reject(redemption, "out_of_stock")
             else:
+                if slot:
+                    session.add(LimitSlot(user_id=who.user_id, reward_id=reward.id, slot=slot,
+                                          redemption_id=redemption.id))
                 _request_debit(uow, redemption)
             session.flush()
             idem.record(uow, self.view(redemption, owner=True))

@@ -14,10 +14,7 @@ MAX_POINTS = 10**7
 MAX_STOCK = 10**6
 
 
-def _url():
-    return fields.String(load_default=None, allow_none=True,
-                         validate=[validate.Length(max=500), validate.URL(relative=True, require_tld=False,
-                                                                          schemes={"http", "https"})])
+IMAGE_URL = [validate.Length(max=500), validate.URL(relative=True, require_tld=False, schemes={"http", "https"})]
 
 
 class RewardCreateSchema(InputSchema):
@@ -32,7 +29,7 @@ class RewardCreateSchema(InputSchema):
                                     metadata={"description": "how many one employee may hold at once; null: no limit"})
     available_from = fields.AwareDateTime(load_default=None, allow_none=True, error_messages=AWARE)
     available_to = fields.AwareDateTime(load_default=None, allow_none=True, error_messages=AWARE)
-    image_url = _url()
+    image_url = fields.String(load_default=None, allow_none=True, validate=IMAGE_URL)
 
 
 class RewardUpdateSchema(InputSchema):
@@ -45,8 +42,7 @@ class RewardUpdateSchema(InputSchema):
     per_user_limit = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=1000))
     available_from = fields.AwareDateTime(allow_none=True, error_messages=AWARE)
     available_to = fields.AwareDateTime(allow_none=True, error_messages=AWARE)
-    image_url = fields.String(allow_none=True, validate=[validate.Length(max=500), validate.URL(
-        relative=True, require_tld=False, schemes={"http", "https"})])
+    image_url = fields.String(allow_none=True, validate=IMAGE_URL)
     active = fields.Boolean(metadata={"description": "false takes it off the catalog"})
 
     @ma.validates_schema
