@@ -100,8 +100,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_relay(args: argparse.Namespace) -> int:
     """Relay every service's outbox to the queues. Chores: re-assert device revocations, re-send
     unacknowledged events, ask points again about waiting redemptions and expire uncollected pickups every
-    minute; prune old infrastructure rows every hour."""
+    minute; hand board updates a worker left behind to Redis every 30 s; prune old infrastructure rows every
+    hour."""
     from services.gateway.admin_service import AdminService
+    from services.points.boards import sweep_pending
     from services.rewards.app import redemption_service
     from shared.housekeeping import prune
     from shared.outbox import OutboxRelay, run_relays
@@ -128,6 +130,8 @@ def cmd_relay(args: argparse.Namespace) -> int:
         periodic=[
             (60.0, admin.republish_revocations),
             (min(60.0, settings.debit_retry_seconds), redemptions.chores),
+            (30.0, functools.partial(sweep_pending, next(r.db for r in relays if r.service == "points"),
+                                     redis_client)),
             *[(60.0, relay.redeliver_unacknowledged) for relay in relays],
             *[(3600.0, functools.partial(prune, relay.db, relay.models)) for relay in relays],
         ],
@@ -173,6 +177,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
             time.sleep(0.5)
     print("\n".join(report.lines()))
     return report.exit_code
+
+
+def cmd_boards(args: argparse.Namespace) -> int:
+    """``rebuild``: recompute boards from the ledger (after Redis lost them); ``check``: exit 1 naming every
+    board that differs from the ledger."""
+    from datetime import date
+
+    from services.points.board_rebuild import differences, institutions, rebuild, snapshot
+
+    day = date.fromisoformat(args.date) if args.date else None
+    settings = _settings()
+    with _database("points", settings) as db, _redis(settings) as redis_client:
+        if args.action == "rebuild":
+            for result in rebuild(db, redis_client, args.institution or None, day):
+                print(json.dumps(result))
+            return 0
+        if args.institution:
+            ids = args.institution
+        else:
+            with snapshot(db) as session:
+                ids = institutions(session)
+        found = {i: differences(db, redis_client, i, day) for i in ids}
+        for institution_id, lines in found.items():
+            print(f"institution {institution_id}: " + ("boards equal the ledger" if not lines else "DIFFERENT"))
+            for line in lines:
+                print(f"  {line}")
+        return 1 if any(found.values()) else 0
 
 
 # -- accounts and keys ----------------------------------------------------------------------------------------------
@@ -307,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="reconcile actions, ledger entries and balances across services")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to let work in flight settle")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("boards", help="leaderboards: rebuild them from the ledger, or check them against it")
+    p.add_argument("action", choices=["rebuild", "check"])
+    p.add_argument("--institution", type=int, action="append", help="an institution id (repeatable; default all)")
+    p.add_argument("--date", help="YYYY-MM-DD: the periods holding this local day (default today)")
+    p.set_defaults(func=cmd_boards)
 
     p = sub.add_parser("queues", help="queue lengths and failed jobs")
     p.add_argument("--requeue", action="store_true", help="re-drive failed jobs")

@@ -43,12 +43,16 @@ def consume(
     handlers: Mapping[str, Handler],
     messages: list[dict[str, Any]],
     redis: Redis | None = None,
+    after_batch: Callable[[Database, Redis], Any] | None = None,
 ) -> dict[str, int]:
     """Apply each message at most once; returns counts of applied, duplicate, ignored and dead messages.
 
     Each message stands alone: an unreadable one is dead-lettered, a failing handler is recorded, and the rest
     of the batch goes on. If any handler failed, the job fails at the end (RQ retries it; what was applied is
     skipped as a duplicate then) and only the failed messages stay unacknowledged.
+
+    ``after_batch(db, redis)`` runs once the batch's transactions are over (whether or not some failed): the
+    place for derived state outside the database (boards), which the handlers leave marked in the database.
     """
     counts = {"applied": 0, "duplicate": 0, "ignored": 0, "dead": 0}
     done: list[dict[str, Any]] = []
@@ -65,6 +69,11 @@ def consume(
         counts[outcome] += 1
         if outcome != "dead":
             done.append(message)
+    if after_batch is not None and redis is not None:
+        try:
+            after_batch(db, redis)
+        except Exception:  # what it leaves undone stays marked in the database, for its sweeper
+            log.exception("after-batch step failed; its sweeper will finish it", extra={"service": service})
     _acknowledge(service, done, redis)
     log.info("events consumed", extra={"service": service, **counts, "failed": len(failures)})
     if failures:
@@ -184,11 +193,12 @@ def _already_processed(db: Database, models: InfraModels, event_id: str) -> bool
         return uow.session.get(models.processed, event_id) is not None
 
 
-def events_job(service: str, runtime: Any, models: InfraModels, handlers: Mapping[str, Handler]):
+def events_job(service: str, runtime: Any, models: InfraModels, handlers: Mapping[str, Handler],
+               after_batch: Callable[[Database, Redis], Any] | None = None):
     """The ``handle_events`` RQ job of a service: its queue's one entry point (see shared.outbox.handler_path)."""
 
     def handle_events(messages: list[dict[str, Any]]) -> dict[str, int]:
-        return consume(service, runtime.db, models, handlers, messages, runtime.redis)
+        return consume(service, runtime.db, models, handlers, messages, runtime.redis, after_batch)
 
     handle_events.__qualname__ = handle_events.__name__ = "handle_events"
     handle_events.__module__ = f"services.{service}.tasks"

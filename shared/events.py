@@ -83,6 +83,16 @@ class EmployeeUpdated(EmployeeFacts):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DepartmentsChanged(Event):
+    """An institution's departments as they are now: names and roster headcounts (after a department is added
+    or a roster imported). A whole snapshot, so the newest one wins whatever the order of delivery."""
+
+    institution_id: int
+    institution_name: str
+    departments: list[dict[str, Any]]  # [{"id": int, "name": str, "headcount": int}]
+
+
+@dataclass(frozen=True, kw_only=True)
 class ActionRecorded(Event):
     """A green action was accepted (at once, or approved after review): points credits it once, under the rule
     version in force at ``action_at``. Quantities travel as decimal strings so no float rounding creeps in."""
@@ -185,6 +195,7 @@ class PointsRefunded(Event):
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "EmployeeBound": ("points", "activities"),
     "EmployeeUpdated": ("points", "activities"),
+    "DepartmentsChanged": ("points",),
     "ActionRecorded": ("points",),
     "ActionReversed": ("points",),
     "RuleVersionPublished": ("activities",),

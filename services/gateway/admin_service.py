@@ -24,7 +24,7 @@ from shared.auth.tokens import TokenIssuer
 from shared.config import Settings
 from shared.db import Database
 from shared.errors import ApiError
-from shared.events import EmployeeUpdated
+from shared.events import DepartmentsChanged, EmployeeUpdated
 from shared.outbox import record_event
 
 # Invite codes are typed by people: no 0/O or 1/I/L.
@@ -92,12 +92,31 @@ class AdminService:
         with self.db.reader() as uow:
             return institution_view(self._institution(uow, principal, institution_id))
 
+    @staticmethod
+    def _announce_departments(uow, institution: Institution) -> None:
+        """Tell the boards the institution's departments and roster headcounts as they are in this transaction
+        (the caller holds the institution's lock, so snapshots are announced in the order they were taken)."""
+        counts = dict(uow.session.execute(
+            select(RosterEntry.department_id, func.count())
+            .where(RosterEntry.institution_id == institution.id)
+            .group_by(RosterEntry.department_id)
+        ).all())
+        departments = uow.session.scalars(
+            select(Department).where(Department.institution_id == institution.id).order_by(Department.id))
+        record_event(uow, infra, DepartmentsChanged(
+            institution_id=institution.id, institution_name=institution.name,
+            departments=[{"id": d.id, "name": d.name, "headcount": counts.get(d.id, 0)} for d in departments],
+        ))
+
     def create_department(self, principal: Principal, institution_id: int, name: str, code: str) -> dict[str, Any]:
         with self.db.uow() as uow:
-            self._institution(uow, principal, institution_id)
+            institution = self._institution(uow, principal, institution_id)
+            lock_institution(uow, institution_id)
             row = Department(institution_id=institution_id, name=name, code=code)
             uow.session.add(row)
             try:
+                uow.session.flush()
+                self._announce_departments(uow, institution)
                 uow.commit()
             except IntegrityError as exc:
                 raise ApiError(409, "department_code_taken", "部门编码已存在", errors={"code": ["taken"]}) from exc
@@ -133,7 +152,7 @@ class AdminService:
                 {"header": [",".join(ROSTER_COLUMNS) + "[,nickname]"]},
             )
         with self.db.uow() as uow:
-            self._institution(uow, principal, institution_id)
+            institution = self._institution(uow, principal, institution_id)
             lock_institution(uow, institution_id)  # one import (or bind) of an institution at a time
             departments = {
                 d.code: d.id
@@ -173,6 +192,8 @@ class AdminService:
                 if entry.user_id is not None and (entry.department_id, entry.nickname) != before:
                     self._follow_bound_employee(uow, entry)
             try:
+                uow.session.flush()
+                self._announce_departments(uow, institution)
                 uow.commit()
             except IntegrityError as exc:  # another import of the same institution committed meanwhile
                 raise ApiError(409, "roster_import_conflict", "名册正在被同时导入，请稍后重试") from exc

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from sqlalchemy import delete
+
+from services.points.boards import note_refresh
 from services.points.ledger import award_for_action, reverse_action
-from services.points.models import Member
+from services.points.models import Department, Institution, Member
 from services.points.wallet import debit_for_redemption, refund_redemption
 from shared.db import UnitOfWork
-from shared.events import EmployeeBound, EmployeeFacts
+from shared.events import DepartmentsChanged, EmployeeBound, EmployeeFacts
 
 
 def remember_member(uow: UnitOfWork, event: EmployeeFacts) -> None:
@@ -24,11 +27,32 @@ def remember_member(uow: UnitOfWork, event: EmployeeFacts) -> None:
     member.department_id = event.department_id
     member.employee_no = event.employee_no
     member.nickname = event.nickname
+    note_refresh(uow.session, "member", event.user_id, event.institution_id)
+
+
+def remember_departments(uow: UnitOfWork, event: DepartmentsChanged) -> None:
+    """Keep an institution's name, departments and headcounts as of the newest snapshot."""
+    session = uow.session
+    institution = session.get(Institution, event.institution_id)
+    if institution is not None and institution.facts_at >= event.occurred_at:
+        return  # an older snapshot, delivered late
+    if institution is None:
+        institution = Institution(id=event.institution_id, facts_at=event.occurred_at)
+        session.add(institution)
+    institution.name = event.institution_name
+    institution.facts_at = event.occurred_at
+    session.execute(delete(Department).where(Department.institution_id == event.institution_id))
+    session.flush()
+    for item in event.departments:
+        session.add(Department(id=int(item["id"]), institution_id=event.institution_id, name=str(item["name"]),
+                               headcount=int(item["headcount"]), facts_at=event.occurred_at))
+    note_refresh(session, "departments", event.institution_id, event.institution_id)
 
 
 HANDLERS = {
     "EmployeeBound": remember_member,
     "EmployeeUpdated": remember_member,
+    "DepartmentsChanged": remember_departments,
     "ActionRecorded": award_for_action,
     "ActionReversed": reverse_action,
     "DebitRequested": debit_for_redemption,

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services.points.models import Account, LedgerEntry
+from services.points.boards import note_entry
+from services.points.models import EARNING_KINDS, Account, LedgerEntry
 from services.points.receipts import compute_receipt, parse_quantity
 from services.points.rules import rule_in_force, terms_of
 from shared import clock
@@ -19,8 +20,6 @@ from shared.events import ActionRecorded, ActionReversed
 log = logging.getLogger("lvbao.points")
 
 ACTION_SOURCE = "action"
-# Entries that say what a user earned (and kept): day caps, today/week totals and lifetime points sum these.
-EARNING_KINDS = ("award", "reversal")
 
 
 def local_day_of(moment: datetime) -> date:
@@ -65,7 +64,8 @@ def earned_on(session: Session, user_id: int, day: date, action_type: str) -> in
 
 
 def append_entry(session: Session, account: Account, **fields: Any) -> LedgerEntry:
-    """Write one ledger entry and move the account by it, in the caller's transaction."""
+    """Write one ledger entry and move the account by it, in the caller's transaction; an entry that counts on
+    boards is marked for them in the same transaction."""
     account.balance += fields["points"]
     if fields["kind"] in EARNING_KINDS:
         account.lifetime_points += fields["points"]
@@ -77,6 +77,7 @@ def append_entry(session: Session, account: Account, **fields: Any) -> LedgerEnt
     )
     session.add(entry)
     session.flush()
+    note_entry(session, entry)
     return entry
 
 
@@ -117,8 +118,8 @@ def award_for_action(uow: UnitOfWork, event: ActionRecorded) -> None:
     receipt["action_at"] = action_at.isoformat()
     append_entry(
         session, account, kind="award", points=receipt["points"], carbon_g=receipt["carbon_g"],
-        action_type=event.action_type, local_day=day, source_type=ACTION_SOURCE, source_id=str(event.action_id),
-        receipt=receipt, event_id=event.event_id,
+        action_type=event.action_type, department_id=event.department_id, local_day=day,
+        source_type=ACTION_SOURCE, source_id=str(event.action_id), receipt=receipt, event_id=event.event_id,
     )
 
 
@@ -147,7 +148,8 @@ def reverse_action(uow: UnitOfWork, event: ActionReversed) -> None:
     receipt = {"reversed_entry_id": award.id, "reason": event.reason, "points": -taken,
                "carbon_g": -award.carbon_g, "shortfall": shortfall, "note": note}
     append_entry(session, account, kind="reversal", points=-taken, carbon_g=-award.carbon_g,
-                 action_type=award.action_type, local_day=award.local_day, source_type=ACTION_SOURCE,
+                 action_type=award.action_type, department_id=award.department_id, local_day=award.local_day,
+                 source_type=ACTION_SOURCE,
                  source_id=str(event.action_id), receipt=receipt, event_id=event.event_id)
     if shortfall:
         log.warning("reversal short of spent points",

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     Index,
@@ -29,6 +30,9 @@ Base = make_base(SCHEMA)
 infra = make_infra_models(Base)
 
 LEDGER_KINDS = ("award", "debit", "refund", "reversal", "adjustment", "expiry")
+# Entries that say what a user earned (and kept): day caps, today/week totals, lifetime points and boards sum
+# these; debits and refunds move the balance only.
+EARNING_KINDS = ("award", "reversal")
 
 
 class Member(Base):
@@ -44,6 +48,30 @@ class Member(Base):
     # When the facts applied here were true: an older event arriving late changes nothing.
     facts_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     bound_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The employee asked not to be shown on boards: still counted for their department, never listed.
+    board_opt_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+
+
+class Institution(Base):
+    """An institution's name, as the office screen shows it (learnt from ``DepartmentsChanged``)."""
+
+    __tablename__ = "institutions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(128))
+    facts_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Department(Base):
+    """A department and its roster headcount: per-capita and participation rankings divide by it."""
+
+    __tablename__ = "departments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    institution_id: Mapped[int] = mapped_column(Integer, index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    headcount: Mapped[int] = mapped_column(Integer)
+    facts_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Rule(Base):
@@ -118,6 +146,8 @@ class LedgerEntry(Base):
     balance_after: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=now)
     action_type: Mapped[str | None] = mapped_column(String(32))
+    # The employee's department when the action was credited: department boards count it there.
+    department_id: Mapped[int | None] = mapped_column(Integer)
     # The Asia/Shanghai date of the action (awards and reversals): daily caps and day/week totals use it.
     local_day: Mapped[date | None] = mapped_column(Date)
     source_type: Mapped[str] = mapped_column(String(32))
@@ -143,3 +173,29 @@ class RedemptionDebit(Base):
     entry_id: Mapped[int | None] = mapped_column(BigInteger)
     refund_entry_id: Mapped[int | None] = mapped_column(BigInteger)
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime, default=now)
+
+
+BOARD_UPDATE_KINDS = ("entry", "member", "departments")
+
+
+class BoardUpdate(Base):
+    """Something the boards in Redis have yet to take in, written in the same transaction as its cause.
+
+    ``entry``: a ledger entry to add (``ref_id`` its id; applied once, see services.points.boards);
+    ``member``: a user's nickname, department or opt-out to refresh (``ref_id`` the user id);
+    ``departments``: an institution's department names (``ref_id`` the institution id).
+    A row is deleted once Redis has it; a refresh asked for again while one is pending bumps ``version``, so
+    an applier only deletes the version it applied."""
+
+    __tablename__ = "board_updates"
+    __table_args__ = (
+        UniqueConstraint("kind", "ref_id"),
+        CheckConstraint("kind IN ('entry', 'member', 'departments')", name="kind_known"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    ref_id: Mapped[int] = mapped_column(BigInteger)
+    institution_id: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=now)

@@ -147,3 +147,91 @@ class LedgerEntrySchema(ma.Schema):
 LedgerPageSchema = page_schema(LedgerEntrySchema, "LedgerPageSchema")
 
 __all__ = ["PageArgsSchema"]
+
+
+# -- boards -------------------------------------------------------------------------------------------------------
+
+PERIOD = validate.OneOf(["day", "week", "month", "all"])
+
+
+class LeaderboardArgsSchema(InputSchema):
+    scope = fields.String(load_default="institution", validate=validate.OneOf(["institution", "department"]))
+    scope_id = fields.Integer(load_default=None, validate=ID,
+                              metadata={"description": "the institution or department; the caller's when omitted"})
+    period = fields.String(load_default="week", validate=PERIOD)
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+
+
+class DepartmentRankingArgsSchema(InputSchema):
+    institution_id = fields.Integer(load_default=None, validate=ID,
+                                    metadata={"description": "the caller's institution when omitted"})
+    period = fields.String(load_default="week", validate=PERIOD)
+    metric = fields.String(load_default="total", validate=validate.OneOf(["total", "per_capita", "participation"]))
+
+
+class BoardEntrySchema(ma.Schema):
+    rank = fields.Integer(required=True)
+    nickname = fields.String(required=True)
+    department = fields.String(allow_none=True, required=True)
+    points = fields.Integer(required=True)
+    carbon_g = fields.Integer(required=True)
+
+
+class BoardMeSchema(ma.Schema):
+    rank = fields.Integer(required=True)
+    points = fields.Integer(required=True)
+    carbon_g = fields.Integer(required=True)
+    hidden = fields.Boolean(required=True, metadata={"description": "the caller opted out: ranked, never listed"})
+
+
+class LeaderboardSchema(ma.Schema):
+    period = fields.String(required=True)
+    period_key = fields.String(required=True, metadata={"example": "2026-W49"})
+    scope = fields.String(required=True)
+    scope_id = fields.Integer(required=True)
+    entries = fields.List(fields.Nested(BoardEntrySchema), required=True)
+    me = fields.Nested(BoardMeSchema, allow_none=True, required=True)
+    total = fields.Integer(required=True, metadata={"description": "members listed on this board"})
+
+
+class DepartmentRankSchema(ma.Schema):
+    rank = fields.Integer(required=True)
+    department_id = fields.Integer(required=True)
+    department = fields.String(required=True)
+    points = fields.Integer(required=True)
+    carbon_g = fields.Integer(required=True)
+    headcount = fields.Integer(required=True, metadata={"description": "on the roster"})
+    participants = fields.Integer(required=True, metadata={"description": "members with points this period"})
+    per_capita = fields.Float(required=True)
+    participation = fields.Float(required=True, metadata={"description": "participants / headcount, 0..1"})
+    value = fields.Float(required=True, metadata={"description": "the ranked metric"})
+
+
+class DepartmentRankingSchema(ma.Schema):
+    period = fields.String(required=True)
+    period_key = fields.String(required=True)
+    metric = fields.String(required=True)
+    institution_id = fields.Integer(required=True)
+    items = fields.List(fields.Nested(DepartmentRankSchema), required=True)
+
+
+class ScreenTotalSchema(ma.Schema):
+    period_key = fields.String(required=True)
+    points = fields.Integer(required=True)
+    carbon_g = fields.Integer(required=True)
+    trees = fields.Float(required=True, metadata={"description": "carbon_g / equivalent.g_co2_per_unit"})
+
+
+class ScreenSchema(ma.Schema):
+    institution = fields.Dict(required=True, metadata={"example": {"id": 1, "name": "省行政中心"}})
+    generated_at = fields.AwareDateTime(required=True)
+    week = fields.Nested(ScreenTotalSchema, required=True)
+    month = fields.Nested(ScreenTotalSchema, required=True)
+    equivalent = fields.Dict(required=True, metadata={"description": "the factor behind trees, named"})
+    individuals = fields.Nested(LeaderboardSchema, required=True)
+    departments = fields.Nested(DepartmentRankingSchema, required=True)
+    ticker = fields.List(fields.Dict(), required=True, metadata={"description": "latest credits, no names"})
+
+
+class BoardVisibilitySchema(InputSchema):
+    visible = fields.Boolean(required=True, metadata={"description": "false: never listed on boards"})

@@ -5,10 +5,23 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from services.points.leaderboards import (
+    board_visibility,
+    department_of,
+    department_ranking,
+    leaderboard,
+    screen,
+    set_board_visibility,
+)
 from services.points.ledger import account_summary, ledger_page
 from services.points.rules import preview_receipt, publish_rule, rule_versions, rules_in_force_now
 from services.points.schemas import (
     AccountSchema,
+    BoardVisibilitySchema,
+    DepartmentRankingArgsSchema,
+    DepartmentRankingSchema,
+    LeaderboardArgsSchema,
+    LeaderboardSchema,
     LedgerPageSchema,
     PageArgsSchema,
     PreviewSchema,
@@ -17,6 +30,7 @@ from services.points.schemas import (
     RuleListSchema,
     RuleSchema,
     RuleScopeArgsSchema,
+    ScreenSchema,
 )
 from shared.auth import current_principal, require_auth
 from shared.errors import ApiError
@@ -25,8 +39,10 @@ from shared.service_app import current_service
 
 rules_blp = Blueprint("rules", __name__, description="Rule tables: factors, caps and their versions")
 account_blp = Blueprint("account", __name__, description="The caller's points: balance, totals and ledger")
+boards_blp = Blueprint("boards", __name__, description="Leaderboards, department rankings and the office screen")
 
 ADMINS = ("admin", "province_admin")
+BOARD_READERS = ("employee", "screen", *ADMINS)
 
 
 def _db():
@@ -94,3 +110,78 @@ class MyLedger(MethodView):
         items = ledger_page(_db(), current_principal().user_id, before, args["limit"])
         next_cursor = encode_cursor({"before": items[-1]["id"]}) if len(items) == args["limit"] else None
         return {"items": items, "next_cursor": next_cursor}
+
+
+def _institution_in_scope(requested: int | None) -> int:
+    """The institution a board request is about: the one asked for, else the caller's; 403 outside it."""
+    principal = current_principal()
+    if "employee" in principal.roles:
+        principal.ensure_bound()
+    institution_id = requested if requested is not None else principal.institution_id
+    if institution_id is None:
+        raise ApiError(422, "validation_error", "请指定单位", errors={"institution_id": ["required"]})
+    principal.ensure_institution(institution_id)
+    return institution_id
+
+
+@boards_blp.route("/leaderboards")
+class Leaderboards(MethodView):
+    @require_auth(*BOARD_READERS)
+    @boards_blp.arguments(LeaderboardArgsSchema, location="query")
+    @boards_blp.response(200, LeaderboardSchema)
+    def get(self, args):
+        """A board of the current period (Asia/Shanghai; weeks start Monday): the top by points earned, ties
+        sharing a rank, nicknames only; ``me`` is the caller's own rank even outside the top."""
+        principal = current_principal()
+        department_id = None
+        if args["scope"] == "department":
+            requested = args["scope_id"] if args["scope_id"] is not None else principal.department_id
+            if requested is None:
+                raise ApiError(422, "validation_error", "请指定部门", errors={"scope_id": ["required"]})
+            department = department_of(_db(), requested)
+            institution_id = _institution_in_scope(department.institution_id)
+            department_id = department.id
+        else:
+            institution_id = _institution_in_scope(args["scope_id"])
+        me = principal.user_id if "employee" in principal.roles else None
+        return leaderboard(current_service().redis, institution_id, args["period"], department_id, args["limit"], me)
+
+
+@boards_blp.route("/leaderboards/departments")
+class DepartmentLeaderboard(MethodView):
+    @require_auth(*BOARD_READERS)
+    @boards_blp.arguments(DepartmentRankingArgsSchema, location="query")
+    @boards_blp.response(200, DepartmentRankingSchema)
+    def get(self, args):
+        """Departments ranked by total points, points per roster head, or the share of the roster taking part."""
+        institution_id = _institution_in_scope(args["institution_id"])
+        return department_ranking(_db(), current_service().redis, institution_id, args["period"], args["metric"])
+
+
+@boards_blp.route("/screens/<id:institution_id>")
+class Screen(MethodView):
+    @require_auth("screen", *ADMINS)
+    @boards_blp.response(200, ScreenSchema)
+    def get(self, institution_id):
+        """The office screen's one payload: this week's top and departments, week and month totals with a named
+        equivalent, and the latest credits without names."""
+        current_principal().ensure_institution(institution_id)
+        return screen(_db(), current_service().redis, institution_id)
+
+
+@boards_blp.route("/me/boards")
+class MyBoardVisibility(MethodView):
+    @require_auth("employee")
+    @boards_blp.response(200, BoardVisibilitySchema)
+    def get(self):
+        """Whether the caller is listed on boards."""
+        return board_visibility(_db(), current_principal().user_id)
+
+    @require_auth("employee")
+    @boards_blp.arguments(BoardVisibilitySchema)
+    @boards_blp.response(200, BoardVisibilitySchema)
+    def put(self, data):
+        """Be listed on boards, or not (hidden employees still count for their department)."""
+        principal = current_principal()
+        principal.ensure_bound()
+        return set_board_visibility(_db(), current_service().redis, principal.user_id, data["visible"])
