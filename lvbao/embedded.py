@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from flask import Flask
+from flask import Flask, send_from_directory
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from lvbao import registry
@@ -73,15 +73,37 @@ class EmbeddedRedis:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
+WEB_DIR = Path(__file__).with_name("web")
+# The pages talk only to their own origin; nothing inline, no frames.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
 def _index_app(urls: dict[str, str]) -> Flask:
-    app = Flask("lvbao.index")
+    """The root of the single port: the index, and the static pages (nginx serves ``lvbao/web`` in production)."""
+    app = Flask("lvbao.index", static_folder=None)
     app.json.ensure_ascii = False
     init_request_ids(app)
     register_error_handlers(app)
 
     @app.get("/")
     def index():
-        return {"name": "绿宝碳汇", "services": urls}
+        return {"name": "绿宝碳汇", "services": urls, "pages": {"screen": "/screen/<institution_id>#token=..."}}
+
+    @app.get("/screen/<int:institution_id>")
+    def screen_page(institution_id: int):
+        response = send_from_directory(WEB_DIR, "screen.html", max_age=0)
+        response.headers.update(PAGE_HEADERS)
+        return response
+
+    @app.get("/web/<path:name>")
+    def web_asset(name: str):
+        response = send_from_directory(WEB_DIR, name, max_age=300)
+        response.headers.update(PAGE_HEADERS)
+        return response
 
     @app.errorhandler(404)
     def not_found(_exc):

@@ -14,10 +14,11 @@ from shared.auth.operator import sign_request
 from shared.consumer import consume
 
 
-def deliver_outbox(databases: dict[str, Any], *producers: str) -> dict[str, int]:
+def deliver_outbox(databases: dict[str, Any], *producers: str, redis: Any = None) -> dict[str, int]:
     """Hand every unpublished outbox event of ``producers`` (default: all) to its consumer, in-process, as the
     relay and a worker would; returns how many each consumer applied. Repeats until nothing is left, so
-    events caused by events are delivered too."""
+    events caused by events are delivered too. With ``redis``, a consumer's after-batch step runs as in its
+    worker (points: the boards)."""
     applied: dict[str, int] = {}
     while True:
         moved = 0
@@ -28,8 +29,9 @@ def deliver_outbox(databases: dict[str, Any], *producers: str) -> dict[str, int]
                     select(Outbox).where(Outbox.published_at.is_(None)).order_by(Outbox.id)
                 ).all()
                 for row in rows:
+                    handlers = registry.module(row.destination, "handlers")
                     counts = consume(row.destination, databases[row.destination], registry.infra(row.destination),
-                                     registry.module(row.destination, "handlers").HANDLERS, [row.message])
+                                     handlers.HANDLERS, [row.message], redis, getattr(handlers, "AFTER_BATCH", None))
                     applied[row.destination] = applied.get(row.destination, 0) + counts["applied"]
                     row.published_at = row.acked_at = clock.now()
                     row.attempts += 1

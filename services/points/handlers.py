@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete
 
-from services.points.boards import note_refresh
+from services.points.boards import apply_pending, note_refresh
 from services.points.ledger import award_for_action, reverse_action
 from services.points.models import Department, Institution, Member
 from services.points.wallet import debit_for_redemption, refund_redemption
@@ -58,3 +58,6 @@ HANDLERS = {
     "DebitRequested": debit_for_redemption,
     "RefundRequested": refund_redemption,
 }
+
+# Run after each batch of events: the batch's board updates go to Redis (see services.points.boards).
+AFTER_BATCH = apply_pending
