@@ -95,12 +95,13 @@
   }
 
   function describe(item) {
-    const type = TYPES[item.action_type] || item.action_type;
-    const mode = item.action_type === "commute" && MODES[item.variant] ? MODES[item.variant] : "";
+    // A commute says its mode ("骑行 9 公里"); the others their kind ("光盘行动").
+    const what = item.action_type === "commute" && MODES[item.variant]
+      ? MODES[item.variant] : (TYPES[item.action_type] || item.action_type);
     const quantity = item.quantity ? Number(item.quantity).toLocaleString("zh-CN", { maximumFractionDigits: 1 }) : "";
     const unit = UNITS[item.unit] || "";
-    return [type + (mode ? "·" + mode : ""), quantity && unit ? quantity + " " + unit : "",
-            "减碳 " + kg(item.carbon_g) + " 千克", "+" + item.points + " 分"].filter(Boolean).join("　");
+    const amount = item.unit === "km" || item.unit === "kwh" ? " " + quantity + " " + unit : "";
+    return what + amount + " · 减碳 " + kg(item.carbon_g) + " 千克";
   }
 
   function ago(at, now) {
@@ -121,7 +122,8 @@
       next.add(id);
       const row = el("li", seenTicker.size && !seenTicker.has(id) ? "fresh" : "");
       row.append(el("span", "when", ago(item.at, now)));
-      row.append(document.createTextNode(describe(item)));
+      row.append(el("span", "what", describe(item)));
+      row.append(el("span", "gain", "+" + item.points + " 分"));
       list.append(row);
     }
     seenTicker = next;
