@@ -1,12 +1,16 @@
-"""The system as gunicorn serves it in the benchmark, plus the baseline: an endpoint on the same stack (the
+"""The system as gunicorn serves it in the benchmark, plus the baselines: endpoints on the same stack (the
 service app factory, its middleware, error handling and metrics, gunicorn, PostgreSQL) doing one bare INSERT
-and commit."""
+and commit (``POST /bench/insert``), or answering a constant payload (``GET /bench/board``: the bytes of a real
+leaderboard answer, from the file named by LVBAO_BENCH_BOARD_PAYLOAD)."""
 
 from __future__ import annotations
 
 import json
+import os
+from functools import cache
+from pathlib import Path
 
-from flask import request
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import text
@@ -18,6 +22,7 @@ from shared.db import Database
 from shared.service_app import create_service_app
 
 SCHEMA = "bench"
+BOARD_PAYLOAD_ENV = "LVBAO_BENCH_BOARD_PAYLOAD"
 DDL = f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"; ' \
       f'CREATE TABLE IF NOT EXISTS "{SCHEMA}".rows (id bigserial PRIMARY KEY, payload text NOT NULL, ' \
       "created_at timestamptz NOT NULL DEFAULT now())"
@@ -38,6 +43,15 @@ def baseline_app(settings: Settings):
                 ).scalar_one()
                 uow.commit()
             return {"id": row_id}
+
+    @cache
+    def board_payload() -> bytes:
+        return Path(os.environ[BOARD_PAYLOAD_ENV]).read_bytes()
+
+    @blp.route("/board")
+    class Board(MethodView):
+        def get(self):
+            return Response(board_payload(), mimetype="application/json")
 
     return create_service_app("bench", settings=settings, db=db, models=infra, blueprints=[blp],
                               description="benchmark baseline")

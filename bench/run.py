@@ -8,6 +8,9 @@ measured in the same run.
    (relay -> RQ -> credit worker). Target: p99 < 2 s and no growing backlog.
 3. Redemptions: 500 employees redeem one reward at once; the time until every redemption has settled
    (confirmed or rejected) through the saga with points.
+4. Leaderboard read on a board of 1,000,000 members (bench/boards.py): throughput and p99 of the top 20 plus
+   the caller's rank, against a bare endpoint on the same stack returning a constant payload of the same size.
+   Target: ratio >= 0.5.
 
 Needs PostgreSQL and Redis (defaults: the machine's, database ``lvbao_bench`` made afresh, Redis db 11) and
 wrk. Prints figures; asserts nothing.
@@ -37,7 +40,8 @@ import redis
 import requests
 from sqlalchemy import func, select
 
-from bench.baseline import DDL
+from bench.baseline import BOARD_PAYLOAD_ENV, DDL
+from bench.boards import leaderboard_read
 from bench.redemptions import redemption_burst
 from lvbao.embedded import free_port
 from shared import clock
@@ -53,6 +57,8 @@ REDIS = os.environ.get("LVBAO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 GUNICORN = os.environ.get("LVBAO_BENCH_GUNICORN", "--worker-class sync --workers 8").split()
 WRK = ["-t2", "-c16"]
 THROUGHPUT_SECONDS = int(os.environ.get("LVBAO_BENCH_SECONDS", "15"))
+# Which parts to run (all by default): e.g. LVBAO_BENCH_PARTS=4 for the leaderboard read alone.
+PARTS = {int(p) for p in os.environ.get("LVBAO_BENCH_PARTS", "1,2,3,4").split(",") if p.strip()}
 ROUNDS = 3
 LAG_RATE, LAG_SECONDS = 200, int(os.environ.get("LVBAO_BENCH_LAG_SECONDS", "60"))
 EMPLOYEES = 40
@@ -84,7 +90,7 @@ class System:
             "LVBAO_JWKS_URL": f"{self.base}/api/auth/jwks.json", "LVBAO_WECHAT_BASE_URL": f"{self.base}/mock-wechat",
             "LVBAO_WECHAT_SECRET": "bench-wechat-secret", "LVBAO_OPERATOR_KEY_SECRET": "bench-operator-secret",
             "LVBAO_DEMO_ADMIN_PASSWORD": "bench-admin-password", "LVBAO_LOG_LEVEL": "WARNING",
-            "PROMETHEUS_MULTIPROC_DIR": str(logs / "metrics"),
+            "PROMETHEUS_MULTIPROC_DIR": str(logs / "metrics"), BOARD_PAYLOAD_ENV: str(logs / "board-payload.json"),
         })
         (logs / "metrics").mkdir(parents=True, exist_ok=True)
         self.children: list[subprocess.Popen] = []
@@ -147,10 +153,10 @@ def employees(base: str, count: int) -> list[str]:
     return tokens
 
 
-def more_employees(database_url: str, count: int, first_uid: int, institution_id: int) -> list[str]:
-    """Access tokens for ``count`` further bound employees, signed with the gateway's key as the gateway signs
-    them (what activities needs: a bound employee of an institution). A province has thousands of staff, each
-    with a few trips a day; forty people posting thousands of trips each would measure an unreal history."""
+def employee_tokens(database_url: str, uids, institution_id: int) -> list[str]:
+    """Access tokens for further bound employees, signed with the gateway's key as the gateway signs them (what
+    activities needs: a bound employee of an institution). A province has thousands of staff, each with a few
+    trips a day; forty people posting thousands of trips each would measure an unreal history."""
     from services.gateway.keys import KeyRing
     from shared.auth.tokens import TokenIssuer
     from shared.config import Settings
@@ -161,7 +167,7 @@ def more_employees(database_url: str, count: int, first_uid: int, institution_id
     finally:
         db.dispose()
     return [issuer.issue(f"user:{uid}", "access", 3600, uid=uid, roles=["employee"], inst=institution_id,
-                         dept=None, bound=True)[0] for uid in range(first_uid, first_uid + count)]
+                         dept=None, bound=True)[0] for uid in uids]
 
 
 def open_commute_rule(database_url: str) -> None:
@@ -182,15 +188,17 @@ def open_commute_rule(database_url: str) -> None:
         db.dispose()
 
 
-def wrk(url: str, script: Path, seconds: int) -> dict[str, float]:
-    out = subprocess.run(["wrk", *WRK, f"-d{seconds}s", "-s", str(script), url], capture_output=True, text=True,
-                         check=True).stdout
+def wrk(url: str, script: Path, seconds: int, latency: bool = False) -> dict[str, float]:
+    extra = ["--latency"] if latency else []
+    out = subprocess.run(["wrk", *WRK, *extra, f"-d{seconds}s", "-s", str(script), url], capture_output=True,
+                         text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     latency = re.search(r"Latency\s+([\d.]+\w+)\s+([\d.]+\w+)\s+([\d.]+\w+)", out)
+    p99 = re.search(r"^\s*99%\s+([\d.]+\w+)", out, re.MULTILINE)
     return {"rps": rps, "non_2xx": int(bad.group(1)) if bad else 0, "socket_errors": errors.group(1) if errors else "",
-            "latency_avg": latency.group(1) if latency else "?"}
+            "latency_avg": latency.group(1) if latency else "?", "p99": p99.group(1) if p99 else "?"}
 
 
 def action_script(directory: Path, tokens: list[str], base_epoch: int, prefix: str) -> Path:
@@ -305,69 +313,76 @@ def main() -> int:
     try:
         system.start()
         tokens = employees(system.base, EMPLOYEES)  # real sign-ins, the roster of the demo institution
-        tokens += more_employees(database_url, SYNTHETIC_EMPLOYEES, 100_000, 1)
+        tokens += employee_tokens(database_url, range(100_000, 100_000 + SYNTHETIC_EMPLOYEES), 1)
         time.sleep(1)  # the relay hands the rule and the employees to activities
         cores = os.cpu_count()
         say(f"lvbao bench: PostgreSQL + Redis, gunicorn {' '.join(GUNICORN)}, "
             f"wrk {' '.join(WRK)}, {cores} cores, client on the same machine")
 
-        now = int(time.time())
-        say(f"[1] throughput: {ROUNDS} rounds of baseline then actions, {THROUGHPUT_SECONDS} s each after warm-ups")
-        wrk(f"{system.base}/bench/insert", baseline_script(work), 3)
-        wrk(f"{system.base}/", action_script(work, tokens, now - 60, "warm"), 3)
-        ratios, baseline = [], {"rps": 0.0}
-        for round_no in range(ROUNDS):
-            # This machine's figures drift by tens of percent from minute to minute: alternate, take medians.
-            baseline = wrk(f"{system.base}/bench/insert", baseline_script(work), THROUGHPUT_SECONDS)
-            system.pipeline(False)
-            alone = wrk(f"{system.base}/", action_script(work, tokens, now - (3 + 12 * round_no) * 3600,
-                                                         f"alone{round_no}"), THROUGHPUT_SECONDS)
-            system.pipeline(True)
-            ratios.append(alone["rps"] / baseline["rps"])
-            say(f"  round {round_no + 1}: baseline POST /bench/insert (one INSERT + commit) {baseline['rps']:6.0f} "
-                f"req/s; POST /api/activities/actions (relay and worker paused) {alone['rps']:6.0f} req/s "
-                f"(non-2xx {baseline['non_2xx']}/{alone['non_2xx']}); ratio {ratios[-1]:.2f}")
+        if PARTS & {1, 2}:
+            now = int(time.time())
+            say(f"[1] throughput: {ROUNDS} rounds of baseline then actions, {THROUGHPUT_SECONDS} s each after warm-ups")
+            wrk(f"{system.base}/bench/insert", baseline_script(work), 3)
+            wrk(f"{system.base}/", action_script(work, tokens, now - 60, "warm"), 3)
+            ratios, baseline = [], {"rps": 0.0}
+            for round_no in range(ROUNDS):
+                # This machine's figures drift by tens of percent from minute to minute: alternate, take medians.
+                baseline = wrk(f"{system.base}/bench/insert", baseline_script(work), THROUGHPUT_SECONDS)
+                system.pipeline(False)
+                alone = wrk(f"{system.base}/", action_script(work, tokens, now - (3 + 12 * round_no) * 3600,
+                                                             f"alone{round_no}"), THROUGHPUT_SECONDS)
+                system.pipeline(True)
+                ratios.append(alone["rps"] / baseline["rps"])
+                say(f"  round {round_no + 1}: baseline POST /bench/insert (one INSERT + commit) {baseline['rps']:6.0f} "
+                    f"req/s; POST /api/activities/actions (relay and worker paused) {alone['rps']:6.0f} req/s "
+                    f"(non-2xx {baseline['non_2xx']}/{alone['non_2xx']}); ratio {ratios[-1]:.2f}")
+                drain(points, activities, redis_client, 0, 120)
+            say(f"  ratio actions / baseline, median of {ROUNDS}: {statistics.median(ratios):.2f}  (target >= 0.60)")
             drain(points, activities, redis_client, 0, 120)
-        say(f"  ratio actions / baseline, median of {ROUNDS}: {statistics.median(ratios):.2f}  (target >= 0.60)")
-        drain(points, activities, redis_client, 0, 120)
-        shared = wrk(f"{system.base}/", action_script(work, tokens, now - 60 * 3600, "shared"), THROUGHPUT_SECONDS)
-        say(f"  actions   POST /api/activities/actions, crediting alongside: {shared['rps']:8.0f} req/s  "
-            f"avg latency {shared['latency_avg']}  non-2xx {shared['non_2xx']}  "
-            f"(ratio {shared['rps'] / baseline['rps']:.2f})")
+            shared = wrk(f"{system.base}/", action_script(work, tokens, now - 60 * 3600, "shared"), THROUGHPUT_SECONDS)
+            say(f"  actions   POST /api/activities/actions, crediting alongside: {shared['rps']:8.0f} req/s  "
+                f"avg latency {shared['latency_avg']}  non-2xx {shared['non_2xx']}  "
+                f"(ratio {shared['rps'] / baseline['rps']:.2f})")
 
-        with activities.reader() as uow:
-            from services.activities.models import Action
+            with activities.reader() as uow:
+                from services.activities.models import Action
 
-            last_id = uow.session.scalar(select(func.max(Action.id))) or 0
-            statuses = dict(uow.session.execute(select(Action.status, func.count()).group_by(Action.status)).all())
-        say(f"  actions stored by status: {statuses}")
-        drained = drain(points, activities, redis_client, 0, 120)
-        say(f"  their credits drained {drained:.1f} s after the load stopped")
+                last_id = uow.session.scalar(select(func.max(Action.id))) or 0
+                statuses = dict(uow.session.execute(select(Action.status, func.count()).group_by(Action.status)).all())
+            say(f"  actions stored by status: {statuses}")
+            drained = drain(points, activities, redis_client, 0, 120)
+            say(f"  their credits drained {drained:.1f} s after the load stopped")
 
-        say(f"[2] credit lag at a steady {LAG_RATE} actions/s for {LAG_SECONDS} s")
-        samples: list[tuple[float, int]] = []
+            say(f"[2] credit lag at a steady {LAG_RATE} actions/s for {LAG_SECONDS} s")
+            samples: list[tuple[float, int]] = []
 
-        def tick(second: float) -> None:
-            samples.append((second, backlog(points, activities, redis_client, last_id)))
+            def tick(second: float) -> None:
+                samples.append((second, backlog(points, activities, redis_client, last_id)))
 
-        sent, responses, took = steady_load(system.base, tokens, LAG_RATE, LAG_SECONDS, now - 80 * 3600, tick)
-        drain(points, activities, redis_client, last_id, 120)
-        lags = credit_lags(points, sent)
-        say(f"  {len(sent)} actions accepted, sent in {took:.1f} s ({len(sent) / took:.0f}/s achieved), "
-            f"credited {len(lags)}")
-        if responses:
-            say(f"  response time from each request's due time: p50 {percentile(responses, 0.5) * 1000:.0f} ms, "
-                f"p99 {percentile(responses, 0.99) * 1000:.0f} ms")
-        if lags:
-            say(f"  lag due time -> credited balance: p50 {percentile(lags, 0.5) * 1000:.0f} ms, "
-                f"p99 {percentile(lags, 0.99) * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms  (target p99 < 2000 ms)")
-        if samples:
-            firsts = [b for s, b in samples if s <= LAG_SECONDS / 3]
-            lasts = [b for s, b in samples if s > 2 * LAG_SECONDS / 3]
-            say(f"  backlog (sent, not yet credited) sampled each second: first third avg "
-                f"{statistics.mean(firsts or [0]):.1f}, last third avg {statistics.mean(lasts or [0]):.1f}, "
-                f"max {max(b for _, b in samples)}")
-        redemption_burst(system.base, database_url, tokens[EMPLOYEES:], list(range(100_000, 100_000 + 500)), 1, say)
+            sent, responses, took = steady_load(system.base, tokens, LAG_RATE, LAG_SECONDS, now - 80 * 3600, tick)
+            drain(points, activities, redis_client, last_id, 120)
+            lags = credit_lags(points, sent)
+            say(f"  {len(sent)} actions accepted, sent in {took:.1f} s ({len(sent) / took:.0f}/s achieved), "
+                f"credited {len(lags)}")
+            if responses:
+                say(f"  response time from each request's due time: p50 {percentile(responses, 0.5) * 1000:.0f} ms, "
+                    f"p99 {percentile(responses, 0.99) * 1000:.0f} ms")
+            if lags:
+                say(f"  lag due time -> credited balance: p50 {percentile(lags, 0.5) * 1000:.0f} ms, "
+                    f"p99 {percentile(lags, 0.99) * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms  (target p99 < 2000 ms)")
+            if samples:
+                firsts = [b for s, b in samples if s <= LAG_SECONDS / 3]
+                lasts = [b for s, b in samples if s > 2 * LAG_SECONDS / 3]
+                say(f"  backlog (sent, not yet credited) sampled each second: first third avg "
+                    f"{statistics.mean(firsts or [0]):.1f}, last third avg {statistics.mean(lasts or [0]):.1f}, "
+                    f"max {max(b for _, b in samples)}")
+        if 3 in PARTS:
+            redemption_burst(system.base, database_url, tokens[EMPLOYEES:], list(range(100_000, 100_000 + 500)), 1,
+                             say)
+        if 4 in PARTS:
+            leaderboard_read(system.base, database_url, REDIS, work,
+                             lambda uids, inst: employee_tokens(database_url, uids, inst), wrk, THROUGHPUT_SECONDS,
+                             say)
         return 0
     except BaseException:
         say(f"  the processes' logs are in {work}")

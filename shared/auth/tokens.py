@@ -11,6 +11,7 @@ import logging
 import secrets
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -175,6 +176,33 @@ class JwksKeySource:
         self._fetched_at = float("-inf")
 
 
+class VerifiedTokens:
+    """Tokens this process has verified in full (signature, algorithm, kid, issuer, audience, required claims),
+    most recent last, at most ``size``. Only the very same token string can match, so nothing unverified ever
+    passes; a hit still needs its key to be published, and its time claims and type are checked on every use.
+    A screen or a mini-program sends the same access token for minutes: the signature check (most of the cost
+    of authentication) is then done once per process and token."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._items: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> tuple[str, dict[str, Any]] | None:
+        with self._lock:
+            item = self._items.get(token)
+            if item is not None:
+                self._items.move_to_end(token)
+            return item
+
+    def put(self, token: str, kid: str, claims: dict[str, Any]) -> None:
+        with self._lock:
+            self._items[token] = (kid, claims)
+            self._items.move_to_end(token)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 class TokenVerifier:
     """Verifies a bearer token: one algorithm, known ``kid``, our issuer and audience, every required claim."""
 
@@ -183,8 +211,28 @@ class TokenVerifier:
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway_seconds
+        self.verified = VerifiedTokens()
 
     def verify(self, token: str, allowed_types: tuple[str, ...] = TOKEN_TYPES) -> dict[str, Any]:
+        hit = self.verified.get(token)
+        if hit is not None and self.keys.get(hit[0]) is not None:
+            claims = dict(hit[1])
+        else:
+            claims = self._verify_signed(token)
+        now = clock.now().timestamp()
+        exp, iat, nbf = claims["exp"], claims["iat"], claims.get("nbf", claims["iat"])
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (exp, iat, nbf)):
+            raise InvalidToken("time claims must be numbers")
+        if exp + self.leeway <= now:
+            raise InvalidToken("expired")
+        if iat - self.leeway > now or nbf - self.leeway > now:
+            raise InvalidToken("not valid yet")
+        if claims.get("typ") not in allowed_types:
+            raise InvalidToken(f"token type {claims.get('typ')!r} not accepted here")
+        return claims
+
+    def _verify_signed(self, token: str) -> dict[str, Any]:
+        """The signature and every claim but the time ones; remembered once it passed."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -210,14 +258,5 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(str(exc)) from exc
-        now = clock.now().timestamp()
-        exp, iat, nbf = claims["exp"], claims["iat"], claims.get("nbf", claims["iat"])
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (exp, iat, nbf)):
-            raise InvalidToken("time claims must be numbers")
-        if exp + self.leeway <= now:
-            raise InvalidToken("expired")
-        if iat - self.leeway > now or nbf - self.leeway > now:
-            raise InvalidToken("not valid yet")
-        if claims.get("typ") not in allowed_types:
-            raise InvalidToken(f"token type {claims.get('typ')!r} not accepted here")
+        self.verified.put(token, kid, dict(claims))
         return claims

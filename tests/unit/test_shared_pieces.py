@@ -99,6 +99,36 @@ def test_tokens_from_the_future_and_of_other_types_are_refused():
             _verifier(key).verify(junk)
 
 
+def test_a_token_verified_once_is_checked_again_for_time_type_and_its_key():
+    key = SigningKey.generate()
+    published = {"keys": [key.public_jwk]}
+    verifier = TokenVerifier(StaticKeySource(lambda: published), "iss", "aud", leeway_seconds=0)
+    clock.set_time(datetime(2030, 1, 1, tzinfo=UTC))
+    token, _ = TokenIssuer(key, "iss", "aud").issue("user:5", "access", 60, uid=5, roles=["employee"])
+    assert verifier.verify(token)["sub"] == "user:5"
+    assert verifier.verified.get(token) is not None
+    signature = token.rsplit(".", 1)[1]
+    forged = token[: -len(signature)] + ("A" if signature[0] != "A" else "B") + signature[1:]
+    with pytest.raises(InvalidToken):
+        verifier.verify(forged)  # never a hit: only the very same string is remembered
+    with pytest.raises(InvalidToken, match="type"):
+        verifier.verify(token, allowed_types=("device",))
+    clock.advance(timedelta(seconds=61))
+    with pytest.raises(InvalidToken, match="expired"):
+        verifier.verify(token)
+    clock.advance(timedelta(seconds=-61))
+    published["keys"] = []  # the key is withdrawn: its tokens stop working at once
+    with pytest.raises(InvalidToken, match="unknown kid"):
+        verifier.verify(token)
+    small = TokenVerifier(StaticKeySource(lambda: {"keys": [key.public_jwk]}), "iss", "aud")
+    small.verified.size = 2
+    tokens = [TokenIssuer(key, "iss", "aud").issue(f"user:{u}", "access", 60, uid=u, roles=["employee"])[0]
+              for u in range(3)]
+    for t in tokens:
+        small.verify(t)
+    assert small.verified.get(tokens[0]) is None and small.verified.get(tokens[2]) is not None
+
+
 class _FakeHttp:
     """Stands in for the gateway's JWKS endpoint."""
 
