@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from datetime import UTC
+from typing import Any, ClassVar
 
 import marshmallow as ma
 from marshmallow import fields, validate
@@ -120,3 +121,20 @@ class PrincipalSchema(ma.Schema):
     institution_id = fields.Integer(allow_none=True)
     department_id = fields.Integer(allow_none=True)
     bound = fields.Boolean(required=True)
+
+
+class Instant(fields.AwareDateTime):
+    """A moment given with its zone (RFC 3339), between the years 2000 and 9998 once in UTC: a time the
+    database can store and the code can shift into any zone (year 1 at +01:00 cannot even be shown in UTC)."""
+
+    default_error_messages: ClassVar[dict[str, str]] = {"out_of_range": "时间超出范围（2000 至 9998 年）"}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            in_utc = moment.astimezone(UTC)
+        except (OverflowError, ValueError) as exc:
+            raise self.make_error("out_of_range") from exc
+        if not 2000 <= in_utc.year <= 9998:
+            raise self.make_error("out_of_range")
+        return moment

@@ -9,7 +9,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from services.activities.limits import COMMUTE_MODES
-from shared.schemas import InputSchema, PageArgsSchema, page_schema
+from shared.schemas import InputSchema, Instant, PageArgsSchema, page_schema
 
 HHMM = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
@@ -25,7 +25,7 @@ class CommuteSchema(InputSchema):
     type = fields.String(required=True, validate=validate.OneOf(["commute"]))
     mode = fields.String(required=True, validate=validate.OneOf(COMMUTE_MODES))
     distance_km = _positive_decimal(2, 1000)
-    occurred_at = fields.AwareDateTime(required=True, format="iso")
+    occurred_at = Instant(required=True, format="iso")
 
 
 class ScanSchema(InputSchema):
@@ -152,8 +152,8 @@ class ChargingSessionSchema(InputSchema):
     card_id = fields.String(validate=validate.Length(min=1, max=64))
     charger_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
     kwh = _positive_decimal(3, 10000)
-    started_at = fields.AwareDateTime(required=True, format="iso")
-    ended_at = fields.AwareDateTime(required=True, format="iso")
+    started_at = Instant(required=True, format="iso")
+    ended_at = Instant(required=True, format="iso")
 
     @ma.validates_schema
     def who(self, data, **_kwargs):

@@ -6,7 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from services.points.rules import ACTION_TYPES, MAX_FACTOR_G, MAX_QUANTITY
-from shared.schemas import InputSchema, PageArgsSchema, page_schema
+from shared.schemas import InputSchema, Instant, PageArgsSchema, page_schema
 
 ID = validate.Range(min=1, max=2**31 - 1)
 UNITS = sorted({t.unit for t in ACTION_TYPES.values()})
@@ -24,9 +24,9 @@ class RuleInputSchema(InputSchema):
     action_type = fields.String(required=True, validate=validate.OneOf(list(ACTION_TYPES)))
     institution_id = fields.Integer(strict=True, load_default=None, allow_none=True, validate=ID,
                                     metadata={"description": "null: the province default (province admin only)"})
-    effective_from = fields.AwareDateTime(load_default=None, allow_none=True, error_messages=AWARE,
+    effective_from = Instant(load_default=None, allow_none=True, error_messages=AWARE,
                                           metadata={"description": "when it takes effect; now when omitted"})
-    effective_to = fields.AwareDateTime(load_default=None, allow_none=True, error_messages=AWARE)
+    effective_to = Instant(load_default=None, allow_none=True, error_messages=AWARE)
     unit = fields.String(required=True, validate=validate.OneOf(UNITS))
     variants = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=32)), values=fields.Raw(),
                            required=True, metadata=VARIANTS_DOC)

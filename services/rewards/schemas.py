@@ -6,7 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from services.rewards.models import REDEMPTION_STATUSES, REJECTION_REASONS
-from shared.schemas import InputSchema, PageArgsSchema, page_schema
+from shared.schemas import InputSchema, Instant, PageArgsSchema, page_schema
 
 ID = validate.Range(min=1, max=2**31 - 1)
 AWARE = {"invalid": "时间格式无效，应为 RFC 3339", "invalid_awareness": "时间须带时区，如 +08:00"}
@@ -27,8 +27,8 @@ class RewardCreateSchema(InputSchema):
     per_user_limit = fields.Integer(strict=True, load_default=None, allow_none=True,
                                     validate=validate.Range(min=1, max=1000),
                                     metadata={"description": "how many one employee may hold at once; null: no limit"})
-    available_from = fields.AwareDateTime(load_default=None, allow_none=True, error_messages=AWARE)
-    available_to = fields.AwareDateTime(load_default=None, allow_none=True, error_messages=AWARE)
+    available_from = Instant(load_default=None, allow_none=True, error_messages=AWARE)
+    available_to = Instant(load_default=None, allow_none=True, error_messages=AWARE)
     image_url = fields.String(load_default=None, allow_none=True, validate=IMAGE_URL)
 
 
@@ -40,8 +40,8 @@ class RewardUpdateSchema(InputSchema):
     points_cost = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_POINTS),
                                  metadata={"description": "applies to redemptions made from now on"})
     per_user_limit = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=1000))
-    available_from = fields.AwareDateTime(allow_none=True, error_messages=AWARE)
-    available_to = fields.AwareDateTime(allow_none=True, error_messages=AWARE)
+    available_from = Instant(allow_none=True, error_messages=AWARE)
+    available_to = Instant(allow_none=True, error_messages=AWARE)
     image_url = fields.String(allow_none=True, validate=IMAGE_URL)
     active = fields.Boolean(metadata={"description": "false takes it off the catalog"})
 
@@ -132,16 +132,16 @@ class RedemptionListArgsSchema(PageArgsSchema):
     status = fields.String(load_default=None, validate=validate.OneOf(REDEMPTION_STATUSES))
     reward_id = fields.Integer(load_default=None, validate=ID)
     user_id = fields.Integer(load_default=None, validate=ID)
-    from_ = fields.AwareDateTime(load_default=None, data_key="from", error_messages=AWARE)
-    to = fields.AwareDateTime(load_default=None, error_messages=AWARE)
+    from_ = Instant(load_default=None, data_key="from", error_messages=AWARE)
+    to = Instant(load_default=None, error_messages=AWARE)
 
 
 class RedemptionExportArgsSchema(InputSchema):
     institution_id = fields.Integer(load_default=None, validate=ID)
     status = fields.String(load_default=None, validate=validate.OneOf(REDEMPTION_STATUSES))
     reward_id = fields.Integer(load_default=None, validate=ID)
-    from_ = fields.AwareDateTime(load_default=None, data_key="from", error_messages=AWARE)
-    to = fields.AwareDateTime(load_default=None, error_messages=AWARE)
+    from_ = Instant(load_default=None, data_key="from", error_messages=AWARE)
+    to = Instant(load_default=None, error_messages=AWARE)
 
 
 class FulfilmentSchema(InputSchema):

@@ -215,10 +215,8 @@ class TokenVerifier:
 
     def verify(self, token: str, allowed_types: tuple[str, ...] = TOKEN_TYPES) -> dict[str, Any]:
         hit = self.verified.get(token)
-        if hit is not None and self.keys.get(hit[0]) is not None:
-            claims = dict(hit[1])
-        else:
-            claims = self._verify_signed(token)
+        known = hit is not None and self.keys.get(hit[0]) is not None
+        claims = dict(hit[1]) if known else self._verify_signed(token)
         now = clock.now().timestamp()
         exp, iat, nbf = claims["exp"], claims["iat"], claims.get("nbf", claims["iat"])
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (exp, iat, nbf)):

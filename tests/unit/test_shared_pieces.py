@@ -241,3 +241,18 @@ def test_a_stale_jwks_is_refetched_by_one_thread_while_the_others_use_known_keys
         release_fetch.set()
         fetcher.join(5)
     assert len(fetches) == 2
+
+
+def test_instants_outside_the_storable_years_are_validation_errors_not_crashes():
+    import marshmallow as ma
+
+    from shared.schemas import InputSchema, Instant
+
+    class When(InputSchema):
+        at = Instant(required=True)
+
+    assert When().load({"at": "2026-12-02T08:00:00+08:00"})["at"].year == 2026
+    for bad in ("0001-01-01T00:00:00+01:05", "1999-12-31T23:00:00+00:00", "9999-12-31T23:59:59-05:00"):
+        with pytest.raises(ma.ValidationError) as raised:
+            When().load({"at": bad})
+        assert raised.value.messages == {"at": ["时间超出范围（2000 至 9998 年）"]}
