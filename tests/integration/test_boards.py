@@ -300,3 +300,17 @@ def test_periods_roll_over_at_monday_midnight_and_month_end_in_shanghai(database
     nxt = last_day + timedelta(days=1)
     assert (month["period_key"], month["total"]) == (f"{nxt.year}-{nxt.month:02d}", 0)
     assert leaderboard(redis_client, INSTITUTION, "all")["total"] == 3
+
+
+def test_an_older_department_snapshot_arriving_late_changes_nothing(databases, redis_client, frozen):
+    older = DepartmentsChanged(institution_id=INSTITUTION, institution_name="旧名",
+                               departments=[{"id": 701, "name": "旧处", "headcount": 3}],
+                               occurred_at=NOW - timedelta(minutes=5))
+    newer = DepartmentsChanged(institution_id=INSTITUTION, institution_name="新名",
+                               departments=[{"id": 701, "name": "新处", "headcount": 9},
+                                            {"id": 702, "name": "二处", "headcount": 4}])
+    deliver(databases, redis_client, [newer])
+    deliver(databases, redis_client, [older])
+    ranking = department_ranking(databases["points"], redis_client, INSTITUTION, "week", "total")
+    assert [(i["department"], i["headcount"]) for i in ranking["items"]] == [("新处", 9), ("二处", 4)]
+    assert redis_client.hgetall(BoardKeys(INSTITUTION).deptinfo) == {b"701": "新处".encode(), b"702": "二处".encode()}

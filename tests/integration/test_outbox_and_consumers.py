@@ -45,6 +45,17 @@ def points_only(monkeypatch):
     monkeypatch.setitem(SUBSCRIPTIONS, "EmployeeBound", ("points",))
 
 
+@pytest.fixture
+def pilot(pilot, databases):
+    """The pilot, its seed's own announcements (departments and headcounts) already delivered: these tests
+    follow one event."""
+    with databases["gateway"].uow() as uow:
+        for row in uow.session.scalars(select(gateway_infra.outbox).where(gateway_infra.outbox.published_at.is_(None))):
+            row.published_at = row.acked_at = clock.now()
+        uow.commit()
+    return pilot
+
+
 def _work(redis_client):
     from rq.serializers import JSONSerializer
 

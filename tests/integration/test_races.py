@@ -38,7 +38,8 @@ def test_ten_users_racing_for_one_invite_bind_exactly_one(api, pilot, province_t
         from services.gateway.models import infra
 
         # One EmployeeBound (an outbox row per consuming service).
-        assert uow.session.scalar(select(func.count(func.distinct(infra.outbox.event_id)))) == 1
+        assert uow.session.scalar(select(func.count(func.distinct(infra.outbox.event_id)))
+                                  .where(infra.outbox.event_type == "EmployeeBound")) == 1
 
 
 def test_ten_users_racing_for_one_phone_bind_exactly_one(api, pilot):
