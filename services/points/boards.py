@@ -88,8 +88,10 @@ def name_info(nickname: str | None, department_id: int | None) -> str:
 
 # KEYS: applied, rebuilding, hidden users, names, ticker, then 9 per period (BoardKeys.period_keys) x 4.
 # ARGV: entry id, user id, department id or '', points, carbon, now, name info or '', ticker item or '',
-#       ticker length, then the expiry (unix time, 0 = none) of each period's keys.
-# Returns 0 (a rebuild is running: left pending), 1 (added) or 2 (added before).
+#       ticker length, the expiry (unix time, 0 = none) of each period's keys, how long applied ids are kept,
+#       '1' if the database says the user opted out.
+# Returns 0 (a rebuild is running: left pending), 1 (added), 2 (added before) or 3 (added, but Redis and the
+# database disagreed on the user's opt-out: counted as hidden, and the member wants a refresh).
 ADD_ENTRY = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 2 end
@@ -99,6 +101,15 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[10 + 4]))
 local uid, dept = ARGV[2], ARGV[3]
 local pts, carbon = tonumber(ARGV[4]), tonumber(ARGV[5])
 local hidden = redis.call('SISMEMBER', KEYS[3], uid) == 1
+local outcome = 1
+if (ARGV[15] == '1') ~= hidden then
+  -- Redis lost (or is behind on) who opted out: err on the side of hiding until the refresh settles it.
+  outcome = 3
+  if ARGV[15] == '1' then
+    hidden = true
+    redis.call('SADD', KEYS[3], uid)
+  end
+end
 if ARGV[7] ~= '' then redis.call('HSETNX', KEYS[4], uid, ARGV[7]) end
 if ARGV[8] ~= '' then
   redis.call('LPUSH', KEYS[5], ARGV[8])
@@ -130,7 +141,7 @@ for i = 0, 3 do
     for k = b + 1, b + 9 do redis.call('EXPIREAT', KEYS[k], expires) end
   end
 end
-return 1
+return outcome
 """
 
 # KEYS: rebuilding, hidden users, names, then (board, its mirror) pairs. ARGV: user id, name info, '1' if hidden.
@@ -221,7 +232,8 @@ def add_entry_call(keys: BoardKeys, entry: LedgerEntry, member: Member | None, n
     info = name_info(member.nickname, member.department_id) if member is not None else ""
     args = [entry.id, entry.user_id, "" if entry.department_id is None else entry.department_id,
             entry.points, entry.carbon_g, now, info, ticker_item(entry), TICKER_LENGTH,
-            *[period.expires_at() or 0 for period in periods], APPLIED_MEMORY_SECONDS]
+            *[period.expires_at() or 0 for period in periods], APPLIED_MEMORY_SECONDS,
+            "1" if member is not None and member.board_opt_out else "0"]
     return redis_keys, args
 
 
@@ -300,7 +312,9 @@ def apply_pending(db: Database, redis: Redis, limit: int = 500, older_than: time
         done = []
         for row, result in zip(applied_rows, results, strict=True):
             outcome = int(result)
-            counts[("deferred", "applied", "repeated")[outcome]] += 1
+            counts[("deferred", "applied", "repeated", "applied")[outcome]] += 1
+            if outcome == 3:  # the opt-out in Redis was not the database's: refresh the member
+                note_refresh(session, "member", entries[row.ref_id].user_id, row.institution_id)
             if outcome:
                 done.append(row)
         entry_rows = [row.id for row in done if row.kind == "entry"]

@@ -314,3 +314,23 @@ def test_an_older_department_snapshot_arriving_late_changes_nothing(databases, r
     ranking = department_ranking(databases["points"], redis_client, INSTITUTION, "week", "total")
     assert [(i["department"], i["headcount"]) for i in ranking["items"]] == [("新处", 9), ("二处", 4)]
     assert redis_client.hgetall(BoardKeys(INSTITUTION).deptinfo) == {b"701": "新处".encode(), b"702": "二处".encode()}
+
+
+def test_after_redis_lost_everything_an_opted_out_user_is_still_never_listed(databases, redis_client, frozen):
+    from services.points.leaderboards import set_board_visibility
+
+    roster(databases, redis_client, users=5)
+    set_board_visibility(databases["points"], redis_client, 4, visible=False)
+    redis_client.flushdb()  # before anyone ran `lvbao boards rebuild`, credits keep coming
+    at = (NOW - timedelta(hours=1)).isoformat()
+    deliver(databases, redis_client, [
+        ActionRecorded(action_id=u, user_id=u, institution_id=INSTITUTION, department_id=DEPARTMENTS[u % 5],
+                       action_type="commute", variant="bike", quantity=str(2 * u), unit="km", action_at=at)
+        for u in (3, 4)])
+    board = leaderboard(redis_client, INSTITUTION, "week", me_user_id=4)
+    assert [e["nickname"] for e in board["entries"]] == ["绿友3"] and board["total"] == 1
+    assert board["me"]["hidden"] is True and board["me"]["rank"] == 1
+    apply_pending(databases["points"], redis_client)  # the member refresh the mismatch asked for
+    assert redis_client.sismember(BoardKeys(INSTITUTION).hidden_users, "4")
+    with databases["points"].reader() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(BoardUpdate)) == 0
