@@ -74,9 +74,10 @@ class EmbeddedRedis:
                 os.kill(pid, signal.SIGKILL)
 
 WEB_DIR = Path(__file__).with_name("web")
-# The pages talk only to their own origin; nothing inline, no frames.
+# The pages talk only to their own origin; nothing inline, no frames (blob: images: QR codes fetched with a token).
 PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy":
+        "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'; base-uri 'none'",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
@@ -91,13 +92,23 @@ def _index_app(urls: dict[str, str]) -> Flask:
 
     @app.get("/")
     def index():
-        return {"name": "绿宝碳汇", "services": urls, "pages": {"screen": "/screen/<institution_id>#token=..."}}
+        return {"name": "绿宝碳汇", "services": urls, "pages": {
+            "screen": "/screen/<institution_id>#token=<screen device token>",
+            "station": "/station/<station_id>#token=<station device token>",
+        }}
+
+    def page(name: str):
+        response = send_from_directory(WEB_DIR, name, max_age=0)
+        response.headers.update(PAGE_HEADERS)
+        return response
 
     @app.get("/screen/<int:institution_id>")
     def screen_page(institution_id: int):
-        response = send_from_directory(WEB_DIR, "screen.html", max_age=0)
-        response.headers.update(PAGE_HEADERS)
-        return response
+        return page("screen.html")
+
+    @app.get("/station/<int:station_id>")
+    def station_page(station_id: int):
+        return page("station.html")
 
     @app.get("/web/<path:name>")
     def web_asset(name: str):

@@ -1,189 +1,140 @@
 // The office screen: polls GET /api/points/screens/{id} with the screen's device token and redraws in place.
-// The token comes once in the address fragment (#token=..., never sent to a server or written to its logs) and
-// is kept in localStorage. When the API cannot be reached the last data stays up, marked stale, and polling
-// goes on until it answers again.
-(function () {
-  "use strict";
+// The token comes once in the address fragment (see common.js). When the API cannot be reached the last data
+// stays up, marked stale, and polling goes on until it answers again.
+import { $, ApiError, api, el, hhmmss, setStatus, startClock, takeToken } from "/web/common.js";
 
-  const match = location.pathname.match(/\/screen\/(\d+)\/?$/);
-  const institutionId = match ? match[1] : null;
-  const params = new URLSearchParams(location.search);
-  const intervalSeconds = Math.min(300, Math.max(1, Number(params.get("interval")) || 15));
-  const storageKey = "lvbao.screen.token." + institutionId;
+const match = location.pathname.match(/\/screen\/(\d+)\/?$/);
+const institutionId = match ? match[1] : null;
+const params = new URLSearchParams(location.search);
+const intervalSeconds = Math.min(300, Math.max(1, Number(params.get("interval")) || 15));
+const token = takeToken("lvbao.screen.token." + institutionId);
 
-  const MODES = { walk: "步行", bike: "骑行", bus: "公交", metro: "地铁", carpool: "拼车", ev: "电动汽车" };
-  const TYPES = { commute: "绿色出行", clean_plate: "光盘行动", waste_sorting: "垃圾分类", ev_charging: "新能源充电" };
-  const UNITS = { km: "公里", meal: "餐", check_in: "次", kwh: "度电" };
+const MODES = { walk: "步行", bike: "骑行", bus: "公交", metro: "地铁", carpool: "拼车", ev: "电动汽车" };
+const TYPES = { commute: "绿色出行", clean_plate: "光盘行动", waste_sorting: "垃圾分类", ev_charging: "新能源充电" };
+const UNITS = { km: "公里", meal: "餐", check_in: "次", kwh: "度电" };
 
-  let lastData = null;
-  let lastOkAt = null;
-  let seenTicker = new Set();
+let lastData = null;
+let lastOkAt = null;
+let seenTicker = new Set();
 
-  const $ = (id) => document.getElementById(id);
+const kg = (grams) => (grams / 1000).toLocaleString("zh-CN", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+const int = (n) => Number(n || 0).toLocaleString("zh-CN");
 
-  function takeToken() {
-    const fragment = new URLSearchParams(location.hash.replace(/^#/, ""));
-    const fromUrl = fragment.get("token");
-    if (fromUrl) {
-      try { localStorage.setItem(storageKey, fromUrl); } catch (e) { /* private mode: keep it in memory */ }
-      history.replaceState(null, "", location.pathname + location.search);
-      return fromUrl;
-    }
-    try { return localStorage.getItem(storageKey); } catch (e) { return null; }
+function renderPeople(board) {
+  const list = $("people");
+  list.replaceChildren();
+  for (const entry of board.entries) {
+    const row = el("li");
+    row.append(el("span", "rank", entry.rank));
+    const who = el("span", "who", entry.nickname);
+    if (entry.department) who.append(el("small", null, entry.department));
+    row.append(who);
+    const score = el("span", "score", int(entry.points));
+    score.append(el("small", null, "分"));
+    row.append(score);
+    list.append(row);
   }
-  const token = takeToken();
+  $("people-count").textContent = board.total ? "共 " + int(board.total) + " 人上榜" : "";
+  $("people-empty").hidden = board.entries.length > 0;
+}
 
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
+function renderDepartments(ranking) {
+  const list = $("departments");
+  list.replaceChildren();
+  const items = ranking.items.slice(0, 10);
+  for (const item of items) {
+    const row = el("li");
+    row.append(el("span", "rank", item.rank));
+    const who = el("span", "who", item.department);
+    who.append(el("small", null, "参与 " + Math.round(item.participation * 100) + "%"));
+    const bar = el("div", "bar");
+    const fill = el("i");
+    fill.style.width = Math.round(Math.min(1, item.participation) * 100) + "%";
+    bar.append(fill);
+    who.append(bar);
+    row.append(who);
+    const score = el("span", "score", item.per_capita.toFixed(1));
+    score.append(el("small", null, "分/人"));
+    row.append(score);
+    list.append(row);
   }
+  $("departments-empty").hidden = items.length > 0;
+}
 
-  const kg = (grams) => (grams / 1000).toLocaleString("zh-CN", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
-  const int = (n) => Number(n || 0).toLocaleString("zh-CN");
-  const hhmmss = (date) => date.toLocaleTimeString("zh-CN", { hour12: false, timeZone: "Asia/Shanghai" });
+function describe(item) {
+  // A commute says its mode ("骑行 9 公里"); the others their kind ("光盘行动").
+  const what = item.action_type === "commute" && MODES[item.variant]
+    ? MODES[item.variant] : (TYPES[item.action_type] || item.action_type);
+  const quantity = item.quantity ? Number(item.quantity).toLocaleString("zh-CN", { maximumFractionDigits: 1 }) : "";
+  const unit = UNITS[item.unit] || "";
+  const amount = item.unit === "km" || item.unit === "kwh" ? " " + quantity + " " + unit : "";
+  return what + amount + " · 减碳 " + kg(item.carbon_g) + " 千克";
+}
 
-  function setStatus(kind, text) {
-    const badge = $("status");
-    badge.className = "badge " + kind;
-    badge.textContent = text;
-    const main = $("screen");
-    main.dataset.state = kind;
-    main.classList.toggle("stale", kind !== "live");
+function ago(at, now) {
+  const minutes = Math.floor((now - new Date(at)) / 60000);
+  if (minutes < 1) return "刚刚";
+  if (minutes < 60) return minutes + " 分钟前";
+  return new Date(at).toLocaleTimeString("zh-CN", { hour: "2-digit", minute: "2-digit", hour12: false,
+                                                   timeZone: "Asia/Shanghai" });
+}
+
+function renderTicker(items, generatedAt) {
+  const list = $("ticker");
+  list.replaceChildren();
+  const now = new Date(generatedAt);
+  const next = new Set();
+  for (const item of items.slice(0, 9)) {
+    const id = item.at + "|" + item.action_type + "|" + item.points + "|" + item.carbon_g;
+    next.add(id);
+    const row = el("li", seenTicker.size && !seenTicker.has(id) ? "fresh" : "");
+    row.append(el("span", "when", ago(item.at, now)));
+    row.append(el("span", "what", describe(item)));
+    row.append(el("span", "gain", "+" + item.points + " 分"));
+    list.append(row);
   }
+  seenTicker = next;
+  $("ticker-empty").hidden = items.length > 0;
+}
 
-  function renderPeople(board) {
-    const list = $("people");
-    list.replaceChildren();
-    for (const entry of board.entries) {
-      const row = el("li");
-      row.append(el("span", "rank", entry.rank));
-      const who = el("span", "who", entry.nickname);
-      if (entry.department) who.append(el("small", null, entry.department));
-      row.append(who);
-      const score = el("span", "score", int(entry.points));
-      score.append(el("small", null, "分"));
-      row.append(score);
-      list.append(row);
-    }
-    $("people-count").textContent = board.total ? "共 " + int(board.total) + " 人上榜" : "";
-    $("people-empty").hidden = board.entries.length > 0;
+function render(data) {
+  if (data.institution && data.institution.name) {
+    $("institution").textContent = data.institution.name;
+    document.title = "绿宝碳汇 · " + data.institution.name;
   }
+  $("week-carbon").textContent = kg(data.week.carbon_g);
+  $("week-trees").textContent = data.week.trees.toLocaleString("zh-CN");
+  $("week-points").textContent = int(data.week.points);
+  $("month-carbon").textContent = kg(data.month.carbon_g);
+  $("month-trees").textContent = data.month.trees.toLocaleString("zh-CN");
+  $("month-points").textContent = int(data.month.points);
+  renderPeople(data.individuals);
+  renderDepartments(data.departments);
+  renderTicker(data.ticker, data.generated_at);
+  $("factor").textContent = "树木当量：" + data.equivalent.note;
+}
 
-  function renderDepartments(ranking) {
-    const list = $("departments");
-    list.replaceChildren();
-    const items = ranking.items.slice(0, 10);
-    for (const item of items) {
-      const row = el("li");
-      row.append(el("span", "rank", item.rank));
-      const who = el("span", "who", item.department);
-      who.append(el("small", null, "参与 " + Math.round(item.participation * 100) + "%"));
-      const bar = el("div", "bar");
-      const fill = el("i");
-      fill.style.width = Math.round(Math.min(1, item.participation) * 100) + "%";
-      bar.append(fill);
-      who.append(bar);
-      row.append(who);
-      const score = el("span", "score", item.per_capita.toFixed(1));
-      score.append(el("small", null, "分/人"));
-      row.append(score);
-      list.append(row);
-    }
-    $("departments-empty").hidden = items.length > 0;
+async function poll() {
+  if (!institutionId || !token) {
+    setStatus("error", "缺少屏幕凭证：请用管理后台生成的链接打开");
+    return;
   }
-
-  function describe(item) {
-    // A commute says its mode ("骑行 9 公里"); the others their kind ("光盘行动").
-    const what = item.action_type === "commute" && MODES[item.variant]
-      ? MODES[item.variant] : (TYPES[item.action_type] || item.action_type);
-    const quantity = item.quantity ? Number(item.quantity).toLocaleString("zh-CN", { maximumFractionDigits: 1 }) : "";
-    const unit = UNITS[item.unit] || "";
-    const amount = item.unit === "km" || item.unit === "kwh" ? " " + quantity + " " + unit : "";
-    return what + amount + " · 减碳 " + kg(item.carbon_g) + " 千克";
-  }
-
-  function ago(at, now) {
-    const minutes = Math.floor((now - new Date(at)) / 60000);
-    if (minutes < 1) return "刚刚";
-    if (minutes < 60) return minutes + " 分钟前";
-    return new Date(at).toLocaleTimeString("zh-CN", { hour: "2-digit", minute: "2-digit", hour12: false,
-                                                     timeZone: "Asia/Shanghai" });
-  }
-
-  function renderTicker(items, generatedAt) {
-    const list = $("ticker");
-    list.replaceChildren();
-    const now = new Date(generatedAt);
-    const next = new Set();
-    for (const item of items.slice(0, 9)) {
-      const id = item.at + "|" + item.action_type + "|" + item.points + "|" + item.carbon_g;
-      next.add(id);
-      const row = el("li", seenTicker.size && !seenTicker.has(id) ? "fresh" : "");
-      row.append(el("span", "when", ago(item.at, now)));
-      row.append(el("span", "what", describe(item)));
-      row.append(el("span", "gain", "+" + item.points + " 分"));
-      list.append(row);
-    }
-    seenTicker = next;
-    $("ticker-empty").hidden = items.length > 0;
-  }
-
-  function render(data) {
-    if (data.institution && data.institution.name) {
-      $("institution").textContent = data.institution.name;
-      document.title = "绿宝碳汇 · " + data.institution.name;
-    }
-    $("week-carbon").textContent = kg(data.week.carbon_g);
-    $("week-trees").textContent = data.week.trees.toLocaleString("zh-CN");
-    $("week-points").textContent = int(data.week.points);
-    $("month-carbon").textContent = kg(data.month.carbon_g);
-    $("month-trees").textContent = data.month.trees.toLocaleString("zh-CN");
-    $("month-points").textContent = int(data.month.points);
-    renderPeople(data.individuals);
-    renderDepartments(data.departments);
-    renderTicker(data.ticker, data.generated_at);
-    $("factor").textContent = "树木当量：" + data.equivalent.note;
-  }
-
-  async function poll() {
-    if (!institutionId || !token) {
-      setStatus("error", "缺少屏幕凭证：请用管理后台生成的链接打开");
-      return;
-    }
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), 8000);
-    try {
-      const response = await fetch("/api/points/screens/" + institutionId, {
-        headers: { Authorization: "Bearer " + token, Accept: "application/json" },
-        cache: "no-store",
-        signal: controller.signal,
-      });
-      if (response.status === 401 || response.status === 403) {
-        setStatus("error", "屏幕凭证无效或已撤销");
-      } else if (!response.ok) {
-        throw new Error("HTTP " + response.status);
-      } else {
-        lastData = await response.json();
-        lastOkAt = new Date();
-        render(lastData);
-        setStatus("live", "实时");
-        $("updated").textContent = "更新于 " + hhmmss(lastOkAt);
-      }
-    } catch (error) {
+  try {
+    lastData = await api("/api/points/screens/" + institutionId, token);
+    lastOkAt = new Date();
+    render(lastData);
+    setStatus("live", "实时");
+    $("updated").textContent = "更新于 " + hhmmss(lastOkAt);
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+      setStatus("error", "屏幕凭证无效或已撤销");
+    } else {
       setStatus("stale", lastData ? "连接中断 · 显示 " + hhmmss(lastOkAt) + " 的数据" : "正在连接…");
-    } finally {
-      clearTimeout(timer);
-      setTimeout(poll, intervalSeconds * 1000);
     }
+  } finally {
+    setTimeout(poll, intervalSeconds * 1000);
   }
+}
 
-  function tick() {
-    $("clock").textContent = hhmmss(new Date());
-  }
-
-  tick();
-  setInterval(tick, 1000);
-  poll();
-})();
+startClock();
+poll();

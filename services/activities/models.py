@@ -64,6 +64,7 @@ class Action(Base):
         UniqueConstraint("institution_id", "external_id", name="uq_actions_institution_external_id"),
         Index("ix_actions_user_occurred", "user_id", "occurred_at"),
         Index("ix_actions_review_queue", "institution_id", "status", "id"),
+        Index("ix_actions_station_occurred", "station_id", "occurred_at"),  # a station's scans today
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

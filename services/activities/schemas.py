@@ -146,6 +146,14 @@ class StationCodeSchema(ma.Schema):
     svg_url = fields.String(required=True)
 
 
+class KioskSchema(ma.Schema):
+    station = fields.Nested(StationSchema, required=True)
+    window = fields.Dict(allow_none=True, required=True,
+                         metadata={"description": "the window open now ({name, start, end}) or null"})
+    scans_today = fields.Integer(required=True, metadata={"description": "today's scans here (Asia/Shanghai)"})
+    generated_at = fields.AwareDateTime(required=True)
+
+
 class ChargingSessionSchema(InputSchema):
     session_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
     employee_no = fields.String(validate=validate.Length(min=1, max=32))

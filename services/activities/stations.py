@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from services.activities.models import Station
+from services.activities.models import Action, Station
 from shared import clock, qr
 from shared.auth.guards import Principal
 from shared.db import Database
@@ -71,6 +72,22 @@ class StationService:
             if not station.active:
                 raise ApiError(409, "station_inactive", "站点已停用")
             return qr.code_for(station.id, station.qr_secret, clock.now())
+
+    def kiosk(self, who: Principal, station_id: int) -> dict[str, Any]:
+        """What the station's own screen shows besides its code: the station, the window open now (meal slot,
+        sorting period) and how many scans it took today (Asia/Shanghai), rejected ones aside."""
+        from services.activities.actions import current_window
+
+        now = clock.now()
+        midnight = datetime.combine(now.astimezone(clock.LOCAL_TZ).date(), time(0), tzinfo=clock.LOCAL_TZ)
+        with self.db.reader() as uow:
+            station = self._visible(uow.session, who, station_id)
+            scans = uow.session.scalar(
+                select(func.count()).select_from(Action).where(
+                    Action.station_id == station.id, Action.occurred_at >= midnight, Action.status != "rejected")
+            )
+            return {"station": station_view(station), "window": current_window(station, now),
+                    "scans_today": scans, "generated_at": now}
 
     @staticmethod
     def _visible(session, who: Principal, station_id: int) -> Station:

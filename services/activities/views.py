@@ -18,6 +18,7 @@ from services.activities.schemas import (
     ActionSchema,
     ChargingSessionSchema,
     CommuteSchema,
+    KioskSchema,
     ReviewDecisionSchema,
     ReviewListArgsSchema,
     ReviewPageSchema,
@@ -190,6 +191,16 @@ class StationCode(MethodView):
             "png_url": url_for("stations.StationCodePng", station_id=station_id),
             "svg_url": url_for("stations.StationCodeSvg", station_id=station_id),
         }, 200, headers
+
+
+@stations_blp.route("/stations/<id:station_id>/kiosk")
+class StationKiosk(MethodView):
+    @require_auth("station", *ADMINS)
+    @stations_blp.response(200, KioskSchema)
+    def get(self, station_id):
+        """What the station's own screen shows besides its code: the station, the window open now and today's
+        scans."""
+        return stations().kiosk(current_principal(), station_id), 200, {"Cache-Control": "no-store"}
 
 
 def _image(station_id: int, render, mimetype: str) -> Response:

@@ -83,3 +83,32 @@ def test_rewards_conforms_to_its_openapi(combined_app, province_token, pilot):
         _exercise(operation, headers, answered.setdefault(operation.label, set()))
     reached = {label for label, seen in answered.items() if any(code != "not_found" for _, code in seen)}
     assert reached == set(answered), f"never routed: {sorted(set(answered) - reached)}"
+
+
+def test_the_boards_conform_to_the_points_openapi(combined_app, api, pilot, databases, redis_client, province_token):
+    """The leaderboard answers are assembled in Redis by a script: the documented schema guards their shape.
+    As an employee with credits on the boards, and as the province admin."""
+    import uuid
+
+    from shared import clock
+    from tests.support import deliver_outbox
+
+    employee = pilot.employee("o-contract", "13800000003")
+    deliver_outbox(databases, redis=redis_client)
+    posted = api.post("/api/activities/actions", token=employee["access_token"],
+                      headers={"Idempotency-Key": uuid.uuid4().hex},
+                      json={"type": "commute", "mode": "bike", "distance_km": 6,
+                            "occurred_at": clock.now().isoformat()})
+    assert posted.status_code == 201, posted.text
+    deliver_outbox(databases, redis=redis_client)
+
+    schema = schemathesis.openapi.from_wsgi("/api/points/openapi.json", combined_app)
+    operations = [op for op in _operations(schema)
+                  if any(part in op.label for part in ("/leaderboards", "/screens", "/me/boards"))]
+    assert len(operations) == 5
+    answered: dict[str, set[tuple[int, str | None]]] = {}
+    for token in (employee["access_token"], province_token):
+        for operation in operations:
+            _exercise(operation, {"Authorization": f"Bearer {token}"}, answered.setdefault(operation.label, set()))
+    succeeded = {label for label, seen in answered.items() if any(200 <= status < 300 for status, _ in seen)}
+    assert succeeded == set(answered), answered

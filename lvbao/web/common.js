@@ -1,0 +1,68 @@
+// What every page of the system shares: the device token handed over in the address fragment, calls to the
+// API on this origin with a timeout, and small DOM helpers that only ever set text (never HTML).
+
+export function takeToken(storageKey) {
+  // The token comes once as #token=... (a fragment never reaches a server or its logs) and is kept locally.
+  const fragment = new URLSearchParams(location.hash.replace(/^#/, ""));
+  const fromUrl = fragment.get("token");
+  if (fromUrl) {
+    try { localStorage.setItem(storageKey, fromUrl); } catch (e) { /* private mode: memory only */ }
+    history.replaceState(null, "", location.pathname + location.search);
+    return fromUrl;
+  }
+  try { return localStorage.getItem(storageKey); } catch (e) { return null; }
+}
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.message) || ("HTTP " + status));
+    this.status = status;
+    this.code = body && body.code;
+  }
+}
+
+export async function api(path, token, { timeoutMs = 8000, as = "json" } = {}) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  try {
+    const response = await fetch(path, {
+      headers: { Authorization: "Bearer " + token, Accept: as === "json" ? "application/json" : "*/*" },
+      cache: "no-store",
+      signal: controller.signal,
+    });
+    if (!response.ok) {
+      let body = null;
+      try { body = await response.json(); } catch (e) { /* not the error shape */ }
+      throw new ApiError(response.status, body);
+    }
+    return as === "blob" ? await response.blob() : await response.json();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export const $ = (id) => document.getElementById(id);
+
+export function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+export const hhmmss = (date) => date.toLocaleTimeString("zh-CN", { hour12: false, timeZone: "Asia/Shanghai" });
+
+export function setStatus(kind, text) {
+  const badge = $("status");
+  badge.className = "badge " + kind;
+  badge.textContent = text;
+  const main = document.querySelector("main");
+  main.dataset.state = kind;
+  main.classList.toggle("stale", kind !== "live");
+}
+
+export function startClock() {
+  const tick = () => { $("clock").textContent = hhmmss(new Date()); };
+  tick();
+  setInterval(tick, 1000);
+}
