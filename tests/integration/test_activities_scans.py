@@ -215,3 +215,20 @@ def test_codes_with_characters_outside_the_alphabet_are_invalid(api, canteen, em
     for bad in (f"L.{canteen['id']:x}.1." + "\u00e9" * 16, "L.1.1.AAAAAAAAAAAAAAA!", "L.\u00b2.1.AAAAAAAAAAAAAAAA"):
         refused = scan(api, employee["access_token"], bad)
         assert refused.status_code == 400 and refused.json()["code"] == "qr_invalid", bad
+
+
+def test_the_kiosk_counts_todays_scans_at_its_station_for_its_institution(api, canteen, employee, province_token):
+    kiosk = f"/api/activities/stations/{canteen['id']}/kiosk"
+    before = api.get(kiosk, token=canteen["device_token"])
+    assert before.status_code == 200, before.text
+    assert before.json()["scans_today"] == 0 and before.json()["window"]["name"] == "午餐"
+    assert scan(api, employee["access_token"], current_code(api, canteen)["code"]).status_code == 201
+    again = scan(api, employee["access_token"], current_code(api, canteen)["code"])
+    assert again.status_code == 409  # one per meal slot: not a second scan
+    assert api.get(kiosk, token=canteen["device_token"]).json()["scans_today"] == 1
+    assert api.get(kiosk, token=province_token).json()["station"]["name"] == "一楼食堂回收台"
+    assert api.get(kiosk, token=employee["access_token"]).json()["code"] == "forbidden_role"
+    other = api.post("/api/auth/institutions", token=province_token, json={"name": "别家", "code": "other-k"}).json()
+    foreign = api.post("/api/auth/devices", token=province_token,
+                       json={"kind": "station", "institution_id": other["id"], "name": "别家平板"}).json()
+    assert api.get(kiosk, token=foreign["token"]).json()["code"] == "forbidden_institution"
