@@ -4,6 +4,7 @@ SQLite files, and the relay and workers as child processes."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -74,6 +75,8 @@ class EmbeddedRedis:
                 os.kill(pid, signal.SIGKILL)
 
 WEB_DIR = Path(__file__).with_name("web")
+# The mini-program stand-in ships with the mock WeChat it signs in through (miniapp-mock/).
+MINIAPP_DIR = Path(importlib.util.find_spec("mock_wechat").origin).with_name("miniapp")
 # The pages talk only to their own origin; nothing inline, no frames (blob: images: QR codes fetched with a token).
 PAGE_HEADERS = {
     "Content-Security-Policy":
@@ -95,10 +98,11 @@ def _index_app(urls: dict[str, str]) -> Flask:
         return {"name": "绿宝碳汇", "services": urls, "pages": {
             "screen": "/screen/<institution_id>#token=<screen device token>",
             "station": "/station/<station_id>#token=<station device token>",
+            "miniapp": "/miniapp/",
         }}
 
-    def page(name: str):
-        response = send_from_directory(WEB_DIR, name, max_age=0)
+    def page(name: str, directory: Path = WEB_DIR, max_age: int = 0):
+        response = send_from_directory(directory, name, max_age=max_age)
         response.headers.update(PAGE_HEADERS)
         return response
 
@@ -109,6 +113,14 @@ def _index_app(urls: dict[str, str]) -> Flask:
     @app.get("/station/<int:station_id>")
     def station_page(station_id: int):
         return page("station.html")
+
+    @app.get("/miniapp/")
+    def miniapp_page():
+        return page("index.html", MINIAPP_DIR)
+
+    @app.get("/miniapp/<path:name>")
+    def miniapp_asset(name: str):
+        return page(name, MINIAPP_DIR, max_age=300)
 
     @app.get("/web/<path:name>")
     def web_asset(name: str):

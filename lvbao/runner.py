@@ -78,6 +78,9 @@ class EmbeddedRun:
             prefix = "auth" if name == "gateway" else name
             lines.append(f"  {name:<11} {base}/api/{prefix}/  (health: {base}/api/{prefix}/healthz)")
         lines.append(f"  mock WeChat {base}/mock-wechat/")
+        lines.append(f"  mini-program stand-in {base}/miniapp/  (a phone-sized browser window)")
+        lines.append(f"  office screen {base}/screen/<institution id>#token=<screen device token>")
+        lines.append(f"  station kiosk {base}/station/<station id>#token=<station device token>")
         lines.append(f"  data        {os.environ['LVBAO_DATABASE_URL']}  redis {os.environ['LVBAO_REDIS_URL']}")
         note = "" if seed.get("admin_created") else " (set when the account was made)"
         lines.append(f"  admin       username admin, password {os.environ['LVBAO_DEMO_ADMIN_PASSWORD']}{note}")
