@@ -99,6 +99,7 @@ def _index_app(urls: dict[str, str]) -> Flask:
             "screen": "/screen/<institution_id>#token=<screen device token>",
             "station": "/station/<station_id>#token=<station device token>",
             "miniapp": "/miniapp/",
+            "admin": "/admin/",
         }}
 
     def page(name: str, directory: Path = WEB_DIR, max_age: int = 0):
@@ -113,6 +114,10 @@ def _index_app(urls: dict[str, str]) -> Flask:
     @app.get("/station/<int:station_id>")
     def station_page(station_id: int):
         return page("station.html")
+
+    @app.get("/admin/")
+    def admin_page():
+        return page("admin/index.html")
 
     @app.get("/miniapp/")
     def miniapp_page():

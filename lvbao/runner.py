@@ -79,6 +79,7 @@ class EmbeddedRun:
             lines.append(f"  {name:<11} {base}/api/{prefix}/  (health: {base}/api/{prefix}/healthz)")
         lines.append(f"  mock WeChat {base}/mock-wechat/")
         lines.append(f"  mini-program stand-in {base}/miniapp/  (a phone-sized browser window)")
+        lines.append(f"  admin console {base}/admin/")
         lines.append(f"  office screen {base}/screen/<institution id>#token=<screen device token>")
         lines.append(f"  station kiosk {base}/station/<station id>#token=<station device token>")
         lines.append(f"  data        {os.environ['LVBAO_DATABASE_URL']}  redis {os.environ['LVBAO_REDIS_URL']}")

@@ -235,3 +235,44 @@ class ScreenSchema(ma.Schema):
 
 class BoardVisibilitySchema(InputSchema):
     visible = fields.Boolean(required=True, metadata={"description": "false: never listed on boards"})
+
+
+# -- statistics and reports (admins) ------------------------------------------------------------------------------
+
+
+class StatsArgsSchema(InputSchema):
+    institution_id = fields.Integer(load_default=None, validate=ID,
+                                    metadata={"description": "an admin's own when omitted; all for the province"})
+    from_ = fields.Date(load_default=None, data_key="from", metadata={"description": "first local day (30 days ago)"})
+    to = fields.Date(load_default=None, metadata={"description": "last local day (today)"})
+    group_by = fields.String(load_default="day", validate=validate.OneOf(["day", "type", "department"]))
+
+
+class StatsItemSchema(ma.Schema):
+    key = fields.String(allow_none=True, required=True,
+                        metadata={"description": "the day, action type or department id"})
+    label = fields.String(allow_none=True, required=True)
+    points = fields.Integer(required=True)
+    carbon_g = fields.Integer(required=True)
+    actions = fields.Integer(required=True)
+
+
+class StatsTotalSchema(ma.Schema):
+    points = fields.Integer(required=True)
+    carbon_g = fields.Integer(required=True)
+    actions = fields.Integer(required=True)
+
+
+class StatsSchema(ma.Schema):
+    institution_id = fields.Integer(allow_none=True, required=True)
+    from_ = fields.Date(data_key="from", required=True)
+    to = fields.Date(required=True)
+    group_by = fields.String(required=True)
+    items = fields.List(fields.Nested(StatsItemSchema), required=True)
+    total = fields.Nested(StatsTotalSchema, required=True)
+
+
+class MonthlyReportArgsSchema(InputSchema):
+    month = fields.String(required=True,
+                          validate=validate.Regexp(r"^20\d\d-(0[1-9]|1[0-2])$", error="格式应为 YYYY-MM"))
+    institution_id = fields.Integer(load_default=None, validate=ID)

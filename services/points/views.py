@@ -15,6 +15,7 @@ from services.points.leaderboards import (
     set_board_visibility,
 )
 from services.points.ledger import account_summary, ledger_page
+from services.points.reports import MONTHLY_COLUMNS, MONTHLY_HEADER, monthly_rows, stats
 from services.points.rules import preview_receipt, publish_rule, rule_versions, rules_in_force_now
 from services.points.schemas import (
     AccountSchema,
@@ -24,6 +25,7 @@ from services.points.schemas import (
     LeaderboardArgsSchema,
     LeaderboardSchema,
     LedgerPageSchema,
+    MonthlyReportArgsSchema,
     PageArgsSchema,
     PreviewSchema,
     ReceiptSchema,
@@ -32,15 +34,19 @@ from services.points.schemas import (
     RuleSchema,
     RuleScopeArgsSchema,
     ScreenSchema,
+    StatsArgsSchema,
+    StatsSchema,
 )
 from shared.auth import current_principal, require_auth
 from shared.errors import ApiError
+from shared.exports import csv_attachment
 from shared.schemas import decode_cursor, encode_cursor
 from shared.service_app import current_service
 
 rules_blp = Blueprint("rules", __name__, description="Rule tables: factors, caps and their versions")
 account_blp = Blueprint("account", __name__, description="The caller's points: balance, totals and ledger")
 boards_blp = Blueprint("boards", __name__, description="Leaderboards, department rankings and the office screen")
+reports_blp = Blueprint("reports", __name__, description="Statistics and the monthly report for admins")
 
 ADMINS = ("admin", "province_admin")
 BOARD_READERS = ("employee", "screen", *ADMINS)
@@ -190,3 +196,24 @@ class MyBoardVisibility(MethodView):
         principal = current_principal()
         principal.ensure_bound()
         return set_board_visibility(_db(), current_service().redis, principal.user_id, data["visible"])
+
+
+@reports_blp.route("/stats")
+class Stats(MethodView):
+    @require_auth(*ADMINS)
+    @reports_blp.arguments(StatsArgsSchema, location="query")
+    @reports_blp.response(200, StatsSchema)
+    def get(self, args):
+        """Points earned, carbon and actions per local day, action type or department (Asia/Shanghai days)."""
+        return stats(_db(), current_principal(), args["institution_id"], args["from_"], args["to"], args["group_by"])
+
+
+@reports_blp.route("/reports/monthly.csv")
+class MonthlyReport(MethodView):
+    @require_auth(*ADMINS)
+    @reports_blp.arguments(MonthlyReportArgsSchema, location="query")
+    @reports_blp.response(200, content_type="text/csv")
+    def get(self, args):
+        """One row per employee for a month: points earned, carbon, actions (CSV, UTF-8 with BOM)."""
+        rows = list(monthly_rows(_db(), current_principal(), args["month"], args["institution_id"]))
+        return csv_attachment(f"lvbao-{args['month']}.csv", MONTHLY_COLUMNS, rows, MONTHLY_HEADER)

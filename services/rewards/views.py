@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, current_app, g, stream_with_context
+from flask import Response, current_app, g
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -31,6 +28,7 @@ from services.rewards.schemas import (
 from shared import clock, qr
 from shared.auth import current_principal, require_auth
 from shared.errors import ApiError
+from shared.exports import csv_attachment
 from shared.idempotency import idempotent_write
 from shared.schemas import PageArgsSchema, decode_cursor, encode_cursor
 
@@ -155,31 +153,7 @@ class RedemptionsExport(MethodView):
         """Redemptions as CSV (UTF-8 with BOM, so spreadsheet programs read the Chinese), oldest first; times in
         Asia/Shanghai."""
         rows = redemptions().rows_for_export(current_principal(), args)
-        name = f"redemptions-{clock.local_now():%Y%m%d}.csv"
-        return Response(stream_with_context(_csv(rows)), mimetype="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-
-def _csv(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    out.write("\ufeff")
-    writer.writerow(EXPORT_COLUMNS)
-    for row in rows:
-        writer.writerow([_cell(row[name]) for name in EXPORT_COLUMNS])
-        if out.tell() > 64 * 1024:
-            yield out.getvalue()
-            out.seek(0)
-            out.truncate()
-    yield out.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    if hasattr(value, "astimezone"):
-        return value.astimezone(clock.LOCAL_TZ).isoformat(timespec="seconds")
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value  # never a formula in someone's spreadsheet
-    return "" if value is None else value
+        return csv_attachment(f"redemptions-{clock.local_now():%Y%m%d}.csv", EXPORT_COLUMNS, rows)
 
 
 @redemptions_blp.route("/redemptions/<id:redemption_id>")

@@ -1,0 +1,468 @@
+// The admin console: rules (with a live preview of the receipt), stations, rewards, roster import, the review
+// queue, devices and statistics, over the public API. An institution admin works in their institution; the
+// province admin picks one. Tokens live in sessionStorage and are refreshed once when they expire.
+import { el } from "/web/common.js";
+
+const KEYS = { access: "lvbao.admin.access", refresh: "lvbao.admin.refresh" };
+const TYPES = { commute: "绿色出行", clean_plate: "光盘行动", waste_sorting: "垃圾分类", ev_charging: "新能源充电" };
+const page = document.getElementById("page");
+const state = { me: null, institutionId: null, institutions: [] };
+const stored = (k) => sessionStorage.getItem(k);
+const store = (k, v) => (v === null ? sessionStorage.removeItem(k) : sessionStorage.setItem(k, v));
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.message) || "服务暂不可用，请稍后再试");
+    this.status = status;
+    this.code = body && body.code;
+    this.errors = body && body.errors;
+  }
+}
+
+async function call(method, path, body, { raw = false, contentType = "application/json", retried = false } = {}) {
+  const headers = { Accept: "application/json" };
+  if (stored(KEYS.access)) headers.Authorization = "Bearer " + stored(KEYS.access);
+  if (body !== undefined) headers["Content-Type"] = contentType;
+  let response;
+  try {
+    response = await fetch(path, { method, headers, cache: "no-store",
+                                   body: body === undefined ? undefined : raw ? body : JSON.stringify(body) });
+  } catch (e) {
+    throw new ApiError(0, { message: "网络不稳定，请稍后重试" });
+  }
+  if (response.status === 401 && !retried && stored(KEYS.refresh)) {
+    const again = await fetch("/api/auth/refresh", { method: "POST", headers: { "Content-Type": "application/json" },
+                                                   body: JSON.stringify({ refresh_token: stored(KEYS.refresh) }) });
+    if (again.ok) {
+      const pair = await again.json();
+      store(KEYS.access, pair.access_token);
+      store(KEYS.refresh, pair.refresh_token);
+      return call(method, path, body, { raw, contentType, retried: true });
+    }
+    store(KEYS.access, null);
+    location.hash = "#/login";
+  }
+  if (!response.ok) {
+    let problem = null;
+    try { problem = await response.json(); } catch (e) { /* not the error shape */ }
+    throw new ApiError(response.status, problem);
+  }
+  const type = response.headers.get("Content-Type") || "";
+  return type.includes("json") ? response.json() : response.blob();
+}
+
+let toastTimer = null;
+function toast(message, ok = false) {
+  const box = document.getElementById("toast");
+  box.textContent = message;
+  box.className = "toast" + (ok ? " ok" : "");
+  box.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { box.hidden = true; }, 4000);
+}
+
+function card(title, ...children) {
+  const box = el("section", "card");
+  if (title) box.append(el("h2", null, title));
+  box.append(...children);
+  return box;
+}
+
+function table(columns, rows) {
+  const t = el("table");
+  const head = el("tr");
+  for (const [, label] of columns) head.append(el("th", null, label));
+  t.append(head);
+  for (const row of rows) {
+    const tr = el("tr");
+    for (const [key] of columns) {
+      const value = typeof key === "function" ? key(row) : row[key];
+      const td = el("td");
+      if (value instanceof Node) td.append(value); else td.textContent = value === null || value === undefined ? "—" : value;
+      tr.append(td);
+    }
+    t.append(tr);
+  }
+  return t;
+}
+
+function form(fields, submitText, onSubmit) {
+  const f = el("form");
+  const inputs = {};
+  for (const spec of fields) {
+    const label = el("label", spec.wide ? "wide" : "", spec.label);
+    let input;
+    if (spec.options) {
+      input = document.createElement("select");
+      for (const [value, text] of spec.options) input.append(new Option(text, value));
+    } else if (spec.type === "textarea") {
+      input = document.createElement("textarea");
+      input.rows = spec.rows || 3;
+    } else {
+      input = document.createElement("input");
+      input.type = spec.type || "text";
+    }
+    input.name = spec.name;
+    if (spec.value !== undefined) input.value = spec.value;
+    if (spec.step) input.step = spec.step;
+    label.append(input);
+    f.append(label);
+    inputs[spec.name] = input;
+  }
+  const submit = el("button", null, submitText);
+  submit.type = "submit";
+  f.append(submit);
+  f.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    submit.disabled = true;
+    try {
+      await onSubmit(inputs);
+    } catch (error) {
+      toast(error.message);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return { form: f, inputs };
+}
+
+function action(text, onClick, className) {
+  const b = el("button", className, text);
+  b.type = "button";
+  b.addEventListener("click", async () => {
+    b.disabled = true;
+    try { await onClick(); } catch (error) { toast(error.message); } finally { b.disabled = false; }
+  });
+  return b;
+}
+
+function columns(...children) {
+  const box = el("div", "cols");
+  box.append(...children);
+  return box;
+}
+
+function short(text, length = 60) {
+  const span = el("span", null, text && text.length > length ? text.slice(0, length) + "…" : text);
+  span.title = text || "";
+  return span;
+}
+
+const inst = () => state.institutionId;
+const local = (iso) => (iso ? new Date(iso).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai" }) : "—");
+const kg = (g) => (g / 1000).toLocaleString("zh-CN", { maximumFractionDigits: 1 }) + " 千克";
+const numberOrNull = (v) => (v === "" ? null : Number(v));
+
+// -- sign in ------------------------------------------------------------------------------------------------
+
+function loginPage() {
+  const { form: f } = form([{ name: "username", label: "用户名" }, { name: "password", label: "密码", type: "password" }],
+    "登录", async (inputs) => {
+      const pair = await call("POST", "/api/auth/admin/login", { username: inputs.username.value, password: inputs.password.value });
+      store(KEYS.access, pair.access_token);
+      store(KEYS.refresh, pair.refresh_token);
+      state.me = null;
+      location.hash = "#/rules";
+    });
+  const box = card("管理员登录", f);
+  box.classList.add("login");
+  page.replaceChildren(box);
+}
+
+async function ensureScope() {
+  if (state.me) return;
+  state.me = await call("GET", "/api/auth/me");
+  document.getElementById("who").textContent = state.me.username || state.me.nickname || "";
+  const scope = document.getElementById("scope");
+  if ((state.me.roles || []).includes("province_admin")) {
+    state.institutions = (await call("GET", "/api/auth/institutions?limit=100")).items;
+    const select = document.createElement("select");
+    select.id = "institution";
+    for (const i of state.institutions) select.append(new Option(i.name, i.id));
+    state.institutionId = state.institutions.length ? state.institutions[0].id : null;
+    select.addEventListener("change", () => { state.institutionId = Number(select.value); route(); });
+    scope.replaceChildren(select);
+  } else {
+    state.institutionId = state.me.institution_id;
+    const own = await call("GET", `/api/auth/institutions/${state.institutionId}`);
+    scope.textContent = own.name;
+  }
+}
+
+// -- rules, with a live preview ------------------------------------------------------------------------------
+
+async function rulesPage() {
+  const rules = (await call("GET", `/api/points/rules?institution_id=${inst()}`)).items;
+  const list = table([
+    [(r) => TYPES[r.action_type] || r.action_type, "行为"], ["version", "版本"],
+    [(r) => (r.institution_id ? "本单位" : "全省默认"), "范围"],
+    [(r) => Object.entries(r.variants).map(([k, v]) => `${k}: ${v.carbon_g_per_unit} 克/${r.unit}`).join("；"), "减碳因子"],
+    ["g_per_point", "克/分"], ["daily_cap_points", "每日上限"], [(r) => local(r.effective_from), "生效"],
+    [(r) => short(r.source), "来源"],
+  ], rules);
+  const byType = Object.fromEntries(rules.map((r) => [r.action_type, r]));
+  const first = rules[0];
+  const preview = el("div", "receipt", "修改下方参数即可预览示例行为的积分回执");
+  preview.id = "preview";
+  const { form: f, inputs } = form([
+    { name: "action_type", label: "行为", options: rules.map((r) => [r.action_type, TYPES[r.action_type] || r.action_type]) },
+    { name: "variant", label: "方式（变体）", value: first ? Object.keys(first.variants)[0] : "default" },
+    { name: "factor", label: "减碳因子（克/单位）", type: "number", value: first ? Object.values(first.variants)[0].carbon_g_per_unit : 100 },
+    { name: "g_per_point", label: "每分克数", type: "number", value: first ? first.g_per_point : 50 },
+    { name: "daily_cap_points", label: "每日积分上限（空为不限）", type: "number", value: first && first.daily_cap_points !== null ? first.daily_cap_points : "" },
+    { name: "quantity", label: "示例数量", type: "number", step: "0.1", value: 10 },
+    { name: "source", label: "因子来源", wide: true, value: first ? first.source : "" },
+  ], "发布新版本", async (inputs) => {
+    const created = await call("POST", "/api/points/rules", ruleFrom(inputs));
+    toast(`已发布 ${TYPES[created.action_type] || created.action_type} 第 ${created.version} 版`, true);
+    await rulesPage();
+  });
+  const ruleFrom = (inputs) => {
+    const base = byType[inputs.action_type.value];
+    const variants = JSON.parse(JSON.stringify(base.variants));
+    variants[inputs.variant.value] = { ...(variants[inputs.variant.value] || {}), carbon_g_per_unit: Number(inputs.factor.value) };
+    return {
+      action_type: base.action_type, institution_id: base.institution_id, unit: base.unit, variants,
+      g_per_point: Number(inputs.g_per_point.value), daily_cap_points: numberOrNull(inputs.daily_cap_points.value),
+      max_quantity_per_action: base.max_quantity_per_action, daily_count_limit: base.daily_count_limit,
+      claim_window_days: base.claim_window_days, source: inputs.source.value,
+    };
+  };
+  let pending = null;
+  const refresh = () => {
+    clearTimeout(pending);
+    pending = setTimeout(async () => {
+      try {
+        const rule = ruleFrom(inputs);
+        const r = await call("POST", "/api/points/rules/preview",
+          { rule, action: { variant: inputs.variant.value, quantity: String(inputs.quantity.value || 0) } });
+        preview.textContent = `${r.quantity} × ${r.factor_g_per_unit} 克 = ${r.carbon_g} 克 CO₂e → ${r.points} 分`
+          + (r.capped ? `（按每日上限，原应 ${r.uncapped_points} 分）` : "");
+      } catch (error) {
+        preview.textContent = "无法预览：" + error.message + (error.errors ? " " + JSON.stringify(error.errors) : "");
+      }
+    }, 250);
+  };
+  for (const input of Object.values(inputs)) input.addEventListener("input", refresh);
+  inputs.action_type.addEventListener("change", () => {
+    const base = byType[inputs.action_type.value];
+    const [variant, spec] = Object.entries(base.variants)[0];
+    inputs.variant.value = variant;
+    inputs.factor.value = spec.carbon_g_per_unit;
+    inputs.g_per_point.value = base.g_per_point;
+    inputs.source.value = base.source;
+    refresh();
+  });
+  page.replaceChildren(card("现行规则", list), card("新建规则版本（立即生效，不改写历史）", f, el("h2", null, "回执预览"), preview));
+  refresh();
+}
+
+// -- stations ----------------------------------------------------------------------------------------------
+
+async function stationsPage() {
+  const stations = (await call("GET", `/api/activities/stations?institution_id=${inst()}`)).items;
+  const { form: f } = form([
+    { name: "name", label: "站点名称" }, { name: "kind", label: "类型", options: [["canteen", "食堂回盘处"], ["sorting", "垃圾分类点"]] },
+    { name: "windows", label: "开放时段（每行：名称 开始-结束）", type: "textarea", wide: true, value: "午餐 11:00-13:30\n晚餐 17:00-19:00" },
+  ], "新建站点", async (inputs) => {
+    const windows = inputs.windows.value.split("\n").map((l) => l.trim()).filter(Boolean).map((line) => {
+      const [name, span] = line.split(/\s+/);
+      const [start, end] = (span || "").split("-");
+      return { name, start, end };
+    });
+    await call("POST", "/api/activities/stations", { institution_id: inst(), name: inputs.name.value, kind: inputs.kind.value, windows });
+    toast("站点已创建", true);
+    await stationsPage();
+  });
+  page.replaceChildren(card("站点", table([["name", "名称"], [(s) => (s.kind === "canteen" ? "食堂回盘处" : "垃圾分类点"), "类型"],
+    [(s) => s.windows.map((w) => `${w.name} ${w.start}-${w.end}`).join("，"), "时段"], [(s) => (s.active ? "启用" : "停用"), "状态"],
+    [(s) => s.id, "编号"]], stations), el("p", "muted", "站点屏幕：在“设备”中为站点平板生成凭证，打开 /station/<编号>#token=<凭证>。")),
+    card("新建站点", f));
+}
+
+// -- rewards -----------------------------------------------------------------------------------------------
+
+async function rewardsPage() {
+  const items = (await call("GET", `/api/rewards/catalog?institution_id=${inst()}&limit=100`)).items;
+  const stock = (item) => {
+    const wrap = el("span");
+    const delta = document.createElement("input");
+    delta.type = "number";
+    delta.style.width = "80px";
+    delta.placeholder = "±数量";
+    wrap.append(delta, action("调整库存", async () => {
+      await call("POST", `/api/rewards/catalog/${item.id}/stock`, { delta: Number(delta.value), reason: "管理后台调整" });
+      toast("库存已调整", true);
+      await rewardsPage();
+    }, "secondary"));
+    return wrap;
+  };
+  const { form: f } = form([
+    { name: "name", label: "名称" }, { name: "points_cost", label: "所需积分", type: "number", value: 100 },
+    { name: "stock", label: "库存", type: "number", value: 10 }, { name: "per_user_limit", label: "每人限兑（空为不限）", type: "number" },
+    { name: "description", label: "说明", wide: true },
+  ], "新建奖品", async (inputs) => {
+    await call("POST", "/api/rewards/catalog", { institution_id: inst(), name: inputs.name.value,
+      description: inputs.description.value, points_cost: Number(inputs.points_cost.value), stock: Number(inputs.stock.value),
+      per_user_limit: numberOrNull(inputs.per_user_limit.value) });
+    toast("奖品已创建", true);
+    await rewardsPage();
+  });
+  const list = table([["name", "名称"], ["points_cost", "积分"], ["stock", "库存"], ["per_user_limit", "每人限兑"],
+                      [(r) => (r.active === false ? "已下架" : "在售"), "状态"], [stock, "库存调整"]], items);
+  list.id = "rewards";
+  page.replaceChildren(card("奖品", list), card("新建奖品", f),
+    card(null, action("导出兑换记录 CSV", () => download(`/api/rewards/redemptions.csv?institution_id=${inst()}`, "redemptions.csv"), "secondary")));
+}
+
+// -- roster ------------------------------------------------------------------------------------------------
+
+async function rosterPage() {
+  const file = document.createElement("input");
+  file.type = "file";
+  file.accept = ".csv,text/csv";
+  file.id = "roster-file";
+  const result = el("div");
+  result.id = "roster-result";
+  const upload = action("导入名册", async () => {
+    if (!file.files.length) { toast("请选择 CSV 文件"); return; }
+    const body = await file.files[0].arrayBuffer();
+    try {
+      const done = await call("POST", `/api/auth/institutions/${inst()}/roster`, body, { raw: true, contentType: "text/csv" });
+      result.replaceChildren(el("p", null, `已导入 ${done.imported} 人（新增 ${done.created}，更新 ${done.updated}）`));
+      toast("名册已导入", true);
+    } catch (error) {
+      const list = el("ul", "errors");
+      for (const row of Array.isArray(error.errors) ? error.errors : []) {
+        const what = Object.entries(row.errors).map(([k, v]) => `${k}：${[].concat(v).join("，")}`).join("；");
+        list.append(el("li", null, `第 ${row.row} 行 — ${what}`));
+      }
+      result.replaceChildren(el("p", "errors", error.message), list);
+    }
+  });
+  const roster = (await call("GET", `/api/auth/institutions/${inst()}/roster?limit=100`)).items;
+  page.replaceChildren(card("导入名册", el("p", "muted", "CSV 表头：employee_no,name,phone,department_code[,nickname]；有一行出错则整份不导入。"),
+    file, upload, result),
+    card(`名册（前 ${roster.length} 人）`, table([["employee_no", "工号"], ["name", "姓名"], ["nickname", "昵称"],
+      [(r) => (r.user_id ? "已绑定" : "未绑定"), "绑定"]], roster)));
+}
+
+// -- reviews -----------------------------------------------------------------------------------------------
+
+async function reviewsPage() {
+  const items = (await call("GET", `/api/activities/reviews?institution_id=${inst()}`)).items;
+  const decide = (item) => {
+    const wrap = el("span");
+    wrap.append(action("通过", async () => {
+      await call("POST", `/api/activities/reviews/${item.id}/approve`, { note: "管理后台审核通过" });
+      toast("已通过，积分将入账", true);
+      await reviewsPage();
+    }), " ", action("驳回", async () => {
+      await call("POST", `/api/activities/reviews/${item.id}/reject`, { note: "管理后台驳回" });
+      toast("已驳回", true);
+      await reviewsPage();
+    }, "danger"));
+    return wrap;
+  };
+  const list = table([["id", "编号"], [(a) => TYPES[a.type] || a.type, "行为"], [(a) => `${a.quantity} ${a.unit}`, "数量"],
+                      ["reason", "原因"], [(a) => local(a.occurred_at), "时间"], [decide, "处理"]], items);
+  list.id = "reviews";
+  page.replaceChildren(card(`待审核（${items.length}）`, items.length ? list : el("p", "muted", "没有待审核的行为")));
+}
+
+// -- devices -----------------------------------------------------------------------------------------------
+
+async function devicesPage() {
+  const items = (await call("GET", `/api/auth/devices?institution_id=${inst()}`)).items;
+  const shown = el("div");
+  const { form: f } = form([
+    { name: "kind", label: "类型", options: [["screen", "办公室屏幕"], ["station", "站点平板"], ["operator", "充电运营商"]] },
+    { name: "name", label: "名称" },
+  ], "生成凭证", async (inputs) => {
+    const made = await call("POST", "/api/auth/devices", { kind: inputs.kind.value, institution_id: inst(), name: inputs.name.value });
+    const secret = made.token || `${made.key_id} / ${made.secret}`;
+    const hint = inputs.kind.value === "screen" ? `屏幕地址：/screen/${inst()}#token=${made.token}`
+      : inputs.kind.value === "station" ? `站点地址：/station/<站点编号>#token=${made.token}` : "运营商签名密钥";
+    shown.replaceChildren(card("凭证只显示这一次", el("p", "secret", secret), el("p", "muted", hint)));
+    await devicesPage();
+  });
+  const revoke = (d) => (d.revoked_at ? "已撤销" : action("撤销", async () => {
+    await call("DELETE", `/api/auth/devices/${d.id}`);
+    toast("已撤销", true);
+    await devicesPage();
+  }, "danger"));
+  const keep = shown.childNodes.length ? [...shown.childNodes] : [];
+  page.replaceChildren(card("设备", table([["name", "名称"], ["kind", "类型"], [(d) => local(d.created_at), "创建"], [revoke, "操作"]], items)),
+                       card("新设备", f), shown);
+  shown.append(...keep);
+}
+
+// -- statistics --------------------------------------------------------------------------------------------
+
+async function download(path, name) {
+  const blob = await call("GET", path);
+  const a = el("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+function bars(items, label) {
+  const box = el("div", "bars");
+  const max = Math.max(1, ...items.map((i) => i.carbon_g));
+  for (const item of items) {
+    const row = el("div", "bar");
+    const fill = el("i");
+    fill.style.width = (100 * item.carbon_g) / max + "%";
+    const track = el("span");
+    track.append(fill);
+    row.append(el("span", null, label(item)), track, el("span", null, `${kg(item.carbon_g)} · ${item.points} 分`));
+    box.append(row);
+  }
+  return items.length ? box : el("p", "muted", "该时段没有数据");
+}
+
+async function statsPage() {
+  const q = `institution_id=${inst()}`;
+  const [days, types, depts] = await Promise.all(["day", "type", "department"].map(
+    (g) => call("GET", `/api/points/stats?${q}&group_by=${g}`)));
+  const month = document.createElement("input");
+  month.type = "month";
+  month.id = "month";
+  month.value = new Date().toISOString().slice(0, 7);
+  page.replaceChildren(
+    card(`近 30 天：减碳 ${kg(days.total.carbon_g)}，积分 ${days.total.points}，低碳行为 ${days.total.actions} 次`,
+         bars(days.items, (i) => i.key)),
+    columns(card("按行为", bars(types.items, (i) => TYPES[i.key] || i.key)), card("按部门", bars(depts.items, (i) => i.label))),
+    card("月度报表", month, " ", action("下载月度 CSV", () => download(`/api/points/reports/monthly.csv?${q}&month=${month.value}`,
+                                                                   `lvbao-${month.value}.csv`))));
+}
+
+// -- routing -----------------------------------------------------------------------------------------------
+
+const ROUTES = { rules: rulesPage, stations: stationsPage, rewards: rewardsPage, roster: rosterPage, reviews: reviewsPage,
+                 devices: devicesPage, stats: statsPage };
+
+async function route() {
+  const name = location.hash.replace(/^#\/?/, "") || "rules";
+  document.getElementById("toast").hidden = true;  // a message belongs to the page it was shown on
+  const menu = document.getElementById("menu");
+  if (!stored(KEYS.access) || name === "login") {
+    menu.hidden = true;
+    loginPage();
+    return;
+  }
+  menu.hidden = false;
+  for (const a of menu.querySelectorAll("a")) a.classList.toggle("on", a.getAttribute("href") === "#/" + name);
+  try {
+    await ensureScope();
+    await (ROUTES[name] || rulesPage)();
+  } catch (error) {
+    page.replaceChildren(card("出错了", el("p", null, error.message), action("重试", route, "secondary")));
+  }
+}
+
+window.addEventListener("hashchange", route);
+route();

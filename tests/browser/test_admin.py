@@ -1,0 +1,110 @@
+"""The admin console in Chromium at 1366x768: sign in, publish a rule version after previewing its receipt,
+create a reward, import a roster with one bad row and see that row named, approve a flagged action, and
+download the monthly CSV."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from shared import clock
+from tests.conftest import PROVINCE_PASSWORD
+from tests.support import deliver_outbox
+
+pytestmark = pytest.mark.browser
+
+WIDE = """() => {
+    const bad = [];
+    const width = document.documentElement.scrollWidth;
+    if (width > window.innerWidth) bad.push('page ' + width);
+    for (const el of document.querySelectorAll('.card')) {
+        if (el.getBoundingClientRect().right > window.innerWidth + 1) bad.push('card past the edge');
+    }
+    return bad;
+}"""
+
+
+def snap(page, artifacts, name: str) -> None:
+    assert page.evaluate(WIDE) == [], name
+    page.screenshot(path=str(artifacts / f"admin-{name}-1366x768.png"), full_page=True)
+
+
+def commute(api, token):
+    return api.post("/api/activities/actions", token=token, headers={"Idempotency-Key": uuid.uuid4().hex},
+                    json={"type": "commute", "mode": "bus", "distance_km": 6, "occurred_at": clock.now().isoformat()})
+
+
+def test_an_admin_runs_the_institution_from_the_console(
+        browser, artifacts, api, pilot, databases, redis_client, live_server, tmp_path):
+    employee = pilot.employee("o-admin-flow", "13800000007")
+    deliver_outbox(databases, redis=redis_client)
+    assert commute(api, employee["access_token"]).json()["status"] == "accepted"
+    flagged = commute(api, employee["access_token"]).json()  # the same trip again: held for review
+    assert flagged["status"] == "pending_review", flagged
+
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{live_server}/admin/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "wrong-password")
+    page.click("button:has-text('登录')")
+    page.wait_for_selector("#toast:not([hidden])")
+    assert "密码" in page.text_content("#toast")
+    page.fill("input[name=password]", PROVINCE_PASSWORD)
+    page.click("button:has-text('登录')")
+
+    # Rules: the preview follows the form before anything is published.
+    page.wait_for_selector("#preview")
+    page.select_option("select[name=action_type]", "commute")
+    page.fill("input[name=factor]", "300")
+    page.fill("input[name=quantity]", "10")
+    page.wait_for_function("() => document.getElementById('preview').textContent.includes('3000 克')")
+    assert "→ 60 分" in page.text_content("#preview")  # 3000 g at 50 g a point
+    page.get_by_role("button", name="发布新版本").click()
+    page.wait_for_selector("#toast:not([hidden])")
+    assert "第 2 版" in page.text_content("#toast"), page.text_content("#toast")
+    snap(page, artifacts, "rules")
+
+    page.click("a[href='#/rewards']")
+    page.wait_for_selector("input[name=name]")
+    page.fill("input[name=name]", "保温杯")
+    page.fill("input[name=points_cost]", "200")
+    page.fill("input[name=stock]", "5")
+    page.click("button:has-text('新建奖品')")
+    page.wait_for_selector("#rewards td:has-text('保温杯')")
+    snap(page, artifacts, "rewards")
+
+    page.click("a[href='#/roster']")
+    roster = tmp_path / "roster.csv"
+    roster.write_text("employee_no,name,phone,department_code,nickname\n"
+                      "E2001,赵一,13900000001,office,一号\nE2002,钱二,13900000002,nosuch,二号\n", encoding="utf-8")
+    page.set_input_files("#roster-file", str(roster))
+    page.click("button:has-text('导入名册')")
+    page.wait_for_selector("#roster-result li")
+    assert "第 3 行" in page.text_content("#roster-result") and "department_code" in page.text_content("#roster-result")
+    snap(page, artifacts, "roster")
+
+    page.click("a[href='#/reviews']")
+    page.wait_for_selector("#reviews")
+    assert page.locator("#reviews tr").count() == 2  # the header and the flagged trip
+    snap(page, artifacts, "reviews")
+    page.click("#reviews button:has-text('通过')")
+    page.wait_for_selector("text=没有待审核的行为")
+    deliver_outbox(databases, redis=redis_client)  # both trips credited
+
+    page.click("a[href='#/stats']")
+    page.wait_for_selector(".bar")
+    assert "低碳行为 2 次" in page.text_content("main")
+    snap(page, artifacts, "stats")
+    with page.expect_download() as downloading:
+        page.click("button:has-text('下载月度 CSV')")
+    saved = Path(downloading.value.path()).read_text(encoding="utf-8")
+    assert saved.startswith("\ufeff工号,昵称,部门,积分") and "E1008" in saved
+    page.click("a[href='#/devices']")
+    page.wait_for_selector("select[name=kind]")
+    snap(page, artifacts, "devices")
+    assert errors == []
+    page.close()
