@@ -30,6 +30,16 @@ class BindSchema(StrictSchema):
             raise ma.ValidationError("需提供 phone_code 或 invite_code 之一", "_schema")
 
 
+class NicknameSchema(StrictSchema):
+    nickname = fields.String(required=True, validate=validate.Length(min=1, max=32),
+                             metadata={"description": "what boards show; never the real name"})
+
+    @ma.validates("nickname")
+    def not_blank(self, value, **_kwargs):
+        if not value.strip():
+            raise ma.ValidationError("昵称不能为空")
+
+
 class RefreshSchema(StrictSchema):
     refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=256))
 

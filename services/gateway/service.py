@@ -23,7 +23,7 @@ from shared.auth.tokens import TokenIssuer
 from shared.config import Settings
 from shared.db import Database, UnitOfWork
 from shared.errors import ApiError
-from shared.events import EmployeeBound
+from shared.events import EmployeeBound, EmployeeUpdated
 from shared.outbox import record_event
 
 passwords = PasswordHasher()
@@ -240,6 +240,27 @@ class AuthService:
         with self.db.reader() as uow:
             _, view = self._claims_for(uow, subject)
             return view
+
+    def rename(self, user_id: int, nickname: str) -> dict[str, Any]:
+        """An employee's new nickname (what boards show); a bound one's roster entry keeps it too, so a re-import
+        without a nickname cell does not undo it, and the other services learn it."""
+        with self.db.uow() as uow:
+            user = uow.session.get(User, user_id)
+            if user is None:
+                raise INVALID_REFRESH
+            if user.bound:
+                lock_institution(uow, user.institution_id)
+            user.nickname = nickname
+            if user.bound:
+                entry = uow.session.scalars(select(RosterEntry).where(RosterEntry.user_id == user.id)).one_or_none()
+                if entry is not None:
+                    entry.nickname = nickname
+                record_event(uow, infra, EmployeeUpdated(
+                    user_id=user.id, institution_id=user.institution_id, department_id=user.department_id,
+                    employee_no=user.employee_no, nickname=nickname,
+                ))
+            uow.commit()
+            return user_view(user)
 
     def bind(self, user_id: int, *, phone_code: str | None, invite_code: str | None) -> dict[str, Any]:
         """Bind a WeChat user to their roster entry, found by WeChat-verified phone or by invite code."""

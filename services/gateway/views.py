@@ -28,6 +28,7 @@ from services.gateway.schemas import (
     InviteSchema,
     JwksSchema,
     LogoutSchema,
+    NicknameSchema,
     PageArgsSchema,
     RefreshSchema,
     RosterImportErrorSchema,
@@ -118,6 +119,13 @@ class Me(MethodView):
     def get(self):
         """The signed-in employee or admin."""
         return auth_service().me(current_principal().subject)
+
+    @require_auth("employee")
+    @auth_blp.arguments(NicknameSchema)
+    @auth_blp.response(200, UserSchema)
+    def patch(self, data):
+        """Change the employee's nickname (boards show it, never the real name)."""
+        return auth_service().rename(current_principal().user_id, data["nickname"].strip())
 
 
 @auth_blp.route("/jwks.json")

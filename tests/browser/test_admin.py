@@ -66,6 +66,8 @@ def test_an_admin_runs_the_institution_from_the_console(
     page.get_by_role("button", name="发布新版本").click()
     page.wait_for_selector("#toast:not([hidden])")
     assert "第 2 版" in page.text_content("#toast"), page.text_content("#toast")
+    page.click("#page tr:has-text('绿色出行') button:has-text('历史版本')")
+    page.wait_for_selector("#versions tr:nth-child(3)")  # the header, version 2 and version 1
     snap(page, artifacts, "rules")
 
     page.click("a[href='#/rewards']")
@@ -75,6 +77,8 @@ def test_an_admin_runs_the_institution_from_the_console(
     page.fill("input[name=stock]", "5")
     page.click("button:has-text('新建奖品')")
     page.wait_for_selector("#rewards td:has-text('保温杯')")
+    page.click("#rewards tr:has-text('保温杯') button:has-text('下架')")
+    page.wait_for_selector("#rewards tr:has-text('保温杯') td:has-text('已下架')")
     snap(page, artifacts, "rewards")
 
     page.click("a[href='#/roster']")

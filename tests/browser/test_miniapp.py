@@ -144,6 +144,9 @@ def test_a_new_employee_gets_from_login_to_a_pickup_qr(
     snap(page, artifacts, "boards")
     page.click("a[data-tab=settings]")
     page.wait_for_selector("#visible")
+    page.fill("#nickname", "骑行小王")
+    page.click("button:has-text('保存昵称')")
+    page.wait_for_selector("#toast:has-text('骑行小王')")
     page.uncheck("#visible")
     page.wait_for_selector("#toast:has-text('已从排行榜隐藏')")
     assert api.get("/api/points/me/boards", token=page.evaluate(

@@ -146,8 +146,8 @@ def test_a_day_of_green_actions_is_credited_by_the_rules(running_system):
         (commute["id"], plate["id"], charging.json()["id"]), reverse=True)
 
     # The boards took the same credits, once, through the worker's after-batch step.
-    board = me.ok("GET", "/api/points/leaderboards?period=day")
+    board = me.ok("GET", "/api/points/leaderboards?period=all")  # "an hour ago" may be yesterday in Shanghai
     assert board["me"]["points"] == balance and board["me"]["rank"] == 1 and board["total"] == 1
     assert board["entries"][0]["points"] == balance and board["entries"][0]["carbon_g"] == carbon
-    departments = me.ok("GET", "/api/points/leaderboards/departments?period=day&metric=participation")
+    departments = me.ok("GET", "/api/points/leaderboards/departments?period=all&metric=participation")
     assert [i["participants"] for i in departments["items"]].count(1) == 1

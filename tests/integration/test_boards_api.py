@@ -115,3 +115,14 @@ def test_the_screen_page_is_served_with_its_assets(api):
     assert "/web/screen.js" in page.text
     assert api.get("/web/screen.js").status_code == 200
     assert api.get("/web/../pyproject.toml").status_code == 404
+
+
+def test_a_new_nickname_reaches_the_boards(api, people, databases, redis_client):
+    token = people["c"]["access_token"]
+    renamed = api.request("PATCH", "/api/auth/me", token=token, json={"nickname": "  低碳达人 "})
+    assert renamed.status_code == 200 and renamed.json()["nickname"] == "低碳达人", renamed.text
+    deliver_outbox(databases, redis=redis_client)
+    names = [e["nickname"] for e in api.get(BOARDS, token=token).json()["entries"]]
+    assert "低碳达人" in names
+    blank = api.request("PATCH", "/api/auth/me", token=token, json={"nickname": "   "})
+    assert blank.status_code == 422 and blank.json()["code"] == "validation_error"

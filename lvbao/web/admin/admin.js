@@ -193,12 +193,21 @@ async function ensureScope() {
 
 async function rulesPage() {
   const rules = (await call("GET", `/api/points/rules?institution_id=${inst()}`)).items;
+  const history = el("div");
+  history.id = "versions";
+  const versions = (r) => action("历史版本", async () => {
+    const scope = r.institution_id ? `?institution_id=${r.institution_id}` : "";  // none: the province default
+    const all = (await call("GET", `/api/points/rules/${r.action_type}/versions${scope}`)).items;
+    history.replaceChildren(card(`${TYPES[r.action_type] || r.action_type}：全部版本`, table([
+      ["version", "版本"], [(v) => local(v.effective_from), "生效"], [(v) => local(v.effective_to), "失效"], ["g_per_point", "克/分"],
+      ["daily_cap_points", "每日上限"], [(v) => short(v.source), "来源"]], all)));
+  }, "secondary");
   const list = table([
     [(r) => TYPES[r.action_type] || r.action_type, "行为"], ["version", "版本"],
     [(r) => (r.institution_id ? "本单位" : "全省默认"), "范围"],
     [(r) => Object.entries(r.variants).map(([k, v]) => `${k}: ${v.carbon_g_per_unit} 克/${r.unit}`).join("；"), "减碳因子"],
     ["g_per_point", "克/分"], ["daily_cap_points", "每日上限"], [(r) => local(r.effective_from), "生效"],
-    [(r) => short(r.source), "来源"],
+    [(r) => short(r.source), "来源"], [versions, ""],
   ], rules);
   const byType = Object.fromEntries(rules.map((r) => [r.action_type, r]));
   const first = rules[0];
@@ -253,7 +262,8 @@ async function rulesPage() {
     inputs.source.value = base.source;
     refresh();
   });
-  page.replaceChildren(card("现行规则", list), card("新建规则版本（立即生效，不改写历史）", f, el("h2", null, "回执预览"), preview));
+  page.replaceChildren(card("现行规则", list), history,
+                       card("新建规则版本（立即生效，不改写历史）", f, el("h2", null, "回执预览"), preview));
   refresh();
 }
 
@@ -308,8 +318,13 @@ async function rewardsPage() {
     toast("奖品已创建", true);
     await rewardsPage();
   });
+  const shelf = (item) => action(item.active === false ? "上架" : "下架", async () => {
+    await call("PATCH", `/api/rewards/catalog/${item.id}`, { active: item.active === false });
+    toast(item.active === false ? "已上架" : "已下架", true);
+    await rewardsPage();
+  }, "secondary");
   const list = table([["name", "名称"], ["points_cost", "积分"], ["stock", "库存"], ["per_user_limit", "每人限兑"],
-                      [(r) => (r.active === false ? "已下架" : "在售"), "状态"], [stock, "库存调整"]], items);
+                      [(r) => (r.active === false ? "已下架" : "在售"), "状态"], [stock, "库存调整"], [shelf, ""]], items);
   list.id = "rewards";
   page.replaceChildren(card("奖品", list), card("新建奖品", f),
     card(null, action("导出兑换记录 CSV", () => download(`/api/rewards/redemptions.csv?institution_id=${inst()}`, "redemptions.csv"), "secondary")));

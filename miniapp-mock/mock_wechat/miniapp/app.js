@@ -414,7 +414,13 @@ async function settingsPage() {
   });
   const row = el("label", "row");
   row.append(el("span", null, "在排行榜显示我的昵称"), visible);
-  show("我的", card("账号", el("p", null, me.nickname), el("p", "muted", me.employee_no ? "工号 " + me.employee_no : "未绑定")),
+  const nickname = input("text", { value: me.nickname, maxLength: 32, id: "nickname" });
+  const rename = button("保存昵称", async () => {
+    const saved = await call("PATCH", "/api/auth/me", { nickname: nickname.value });
+    toast(`昵称已改为“${saved.nickname}”，排行榜稍后更新`, true);
+  }, "secondary");
+  show("我的", card("账号", field("昵称（排行榜只显示昵称）", nickname), rename,
+                    el("p", "muted", me.employee_no ? "工号 " + me.employee_no : "未绑定")),
        card("隐私", row),
        card(null, button("退出登录", async () => {
          await call("POST", "/api/auth/logout", { refresh_token: stored(KEYS.refresh) }).catch(() => null);
