@@ -14,10 +14,12 @@ export function takeToken(storageKey) {
 }
 
 export class ApiError extends Error {
+  // An answer in the contract's error shape: its Chinese message is what people are shown.
   constructor(status, body) {
-    super((body && body.message) || ("HTTP " + status));
+    super((body && body.message) || "服务暂不可用，请稍后再试");
     this.status = status;
     this.code = body && body.code;
+    this.errors = body && body.errors;
   }
 }
 
@@ -65,4 +67,22 @@ export function startClock() {
   const tick = () => { $("clock").textContent = hhmmss(new Date()); };
   tick();
   setInterval(tick, 1000);
+}
+
+let toastTimer = null;
+export function toast(message, ok = false, ms = 3500) {
+  // A short message in the page's #toast box (an error unless ``ok``).
+  const box = document.getElementById("toast");
+  box.textContent = message;
+  box.className = "toast" + (ok ? " ok" : "");
+  box.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { box.hidden = true; }, ms);
+}
+
+export function card(title, ...children) {
+  const box = el("section", "card");
+  if (title) box.append(el("h2", null, title));
+  box.append(...children);
+  return box;
 }

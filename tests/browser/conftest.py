@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from shared import clock
+from tests.support import freeze
 
 CHROMIUM = os.environ.get("LVBAO_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -30,3 +34,14 @@ def browser():
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def lunchtime(clean):
+    """Tomorrow 12:00 in Shanghai (a meal slot is open) on the server's clock seam; a page gets the same time
+    with ``page.clock.install(time=lunchtime)``."""
+    day = clock.local_now().date() + timedelta(days=1)
+    moment = datetime(day.year, day.month, day.day, 12, 0, tzinfo=clock.LOCAL_TZ)
+    freeze(clean, moment)
+    yield moment
+    clock.set_time(None)

@@ -4,12 +4,12 @@ a token that expires on the way and a network blip under a write."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from shared import clock
-from tests.support import deliver_outbox, freeze
+from tests.support import deliver_outbox
 
 pytestmark = pytest.mark.browser
 
@@ -25,15 +25,6 @@ NARROW = """() => {
     }
     return bad;
 }"""
-
-
-@pytest.fixture
-def lunchtime(clean):
-    day = clock.local_now().date() + timedelta(days=1)
-    moment = datetime(day.year, day.month, day.day, 12, 0, tzinfo=clock.LOCAL_TZ)
-    freeze(clean, moment)
-    yield moment
-    clock.set_time(None)
 
 
 def snap(page, artifacts, name: str) -> None:

@@ -4,27 +4,17 @@ meal slot open now, and today's scans counting up when an employee scans the cod
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from shared import clock
 from tests.browser.test_screen import LAYOUT_PROBLEMS
-from tests.support import deliver_outbox, freeze
+from tests.support import deliver_outbox
 
 pytestmark = pytest.mark.browser
 
 WINDOWS = [{"name": "早餐", "start": "07:00", "end": "09:00"}, {"name": "午餐", "start": "11:00", "end": "13:30"}]
-
-
-@pytest.fixture
-def lunchtime(clean):
-    """Tomorrow 12:00 in Shanghai, on the server (the clock seam) and, once installed, in the page."""
-    day = clock.local_now().date() + timedelta(days=1)
-    moment = datetime(day.year, day.month, day.day, 12, 0, tzinfo=clock.LOCAL_TZ)
-    freeze(clean, moment)
-    yield moment
-    clock.set_time(None)
 
 
 def test_the_kiosk_shows_a_fresh_code_and_counts_todays_scans(

@@ -1,7 +1,7 @@
 // The admin console: rules (with a live preview of the receipt), stations, rewards, roster import, the review
 // queue, devices and statistics, over the public API. An institution admin works in their institution; the
 // province admin picks one. Tokens live in sessionStorage and are refreshed once when they expire.
-import { el } from "/web/common.js";
+import { ApiError, card, el, toast } from "/web/common.js";
 
 const KEYS = { access: "lvbao.admin.access", refresh: "lvbao.admin.refresh" };
 const TYPES = { commute: "绿色出行", clean_plate: "光盘行动", waste_sorting: "垃圾分类", ev_charging: "新能源充电" };
@@ -9,15 +9,6 @@ const page = document.getElementById("page");
 const state = { me: null, institutionId: null, institutions: [] };
 const stored = (k) => sessionStorage.getItem(k);
 const store = (k, v) => (v === null ? sessionStorage.removeItem(k) : sessionStorage.setItem(k, v));
-
-class ApiError extends Error {
-  constructor(status, body) {
-    super((body && body.message) || "服务暂不可用，请稍后再试");
-    this.status = status;
-    this.code = body && body.code;
-    this.errors = body && body.errors;
-  }
-}
 
 async function call(method, path, body, { raw = false, contentType = "application/json", retried = false } = {}) {
   const headers = { Accept: "application/json" };
@@ -49,23 +40,6 @@ async function call(method, path, body, { raw = false, contentType = "applicatio
   }
   const type = response.headers.get("Content-Type") || "";
   return type.includes("json") ? response.json() : response.blob();
-}
-
-let toastTimer = null;
-function toast(message, ok = false) {
-  const box = document.getElementById("toast");
-  box.textContent = message;
-  box.className = "toast" + (ok ? " ok" : "");
-  box.hidden = false;
-  clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => { box.hidden = true; }, 4000);
-}
-
-function card(title, ...children) {
-  const box = el("section", "card");
-  if (title) box.append(el("h2", null, title));
-  box.append(...children);
-  return box;
 }
 
 function table(columns, rows) {

@@ -1,7 +1,7 @@
 // The mini-program stand-in: the WeChat mini-program's pages as a phone-sized web app that calls only the
 // public API. `wx.login` is the mock WeChat's /mock/login (this browser keeps one WeChat identity, its openid),
 // the getPhoneNumber button its /mock/phone-code, `wx.scanCode` a text field for the code a scan would return.
-import { el } from "/web/common.js";
+import { ApiError, card, el, toast } from "/web/common.js";
 
 const KEYS = { access: "lvbao.mini.access", refresh: "lvbao.mini.refresh", openid: "lvbao.mini.openid" };
 const MODES = { walk: "步行", bike: "骑行", bus: "公交", metro: "地铁", carpool: "拼车", ev: "电动汽车" };
@@ -21,15 +21,6 @@ const kg = (grams) => (grams / 1000).toLocaleString("zh-CN", { maximumFractionDi
 const newKey = () => (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/-/g, "");
 
 // -- the API, with the contract's errors, token refresh, and network blips ----------------------------------
-
-class ApiError extends Error {
-  constructor(status, body) {
-    super((body && body.message) || "服务暂不可用，请稍后再试");
-    this.status = status;
-    this.code = body && body.code;
-    this.errors = body && body.errors;
-  }
-}
 
 async function send(method, path, body, headers) {
   const controller = new AbortController();
@@ -106,23 +97,6 @@ function signOut() {
 }
 
 // -- small UI pieces ---------------------------------------------------------------------------------------
-
-let toastTimer = null;
-function toast(message, ok = false) {
-  const box = document.getElementById("toast");
-  box.textContent = message;
-  box.className = "toast" + (ok ? " ok" : "");
-  box.hidden = false;
-  clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => { box.hidden = true; }, 3500);
-}
-
-function card(title, ...children) {
-  const box = el("section", "card");
-  if (title) box.append(el("h2", null, title));
-  box.append(...children);
-  return box;
-}
 
 function field(labelText, input) {
   const wrap = el("div");
