@@ -130,7 +130,8 @@ def _period_patterns(keys: BoardKeys, day: date) -> list[str]:
 
 
 def _expiry(keys: BoardKeys, day: date) -> dict[str, int]:
-    """The expiry of each period's keys, by key prefix."""
+    """The expiry of each period's keys, by base key (a board, its department boards, mirrors and carbon hashes
+    are the base key or the base key followed by ``:``)."""
     return {key: period.expires_at() for period in live_periods(day) if period.expires_at()
             for key in (keys.board(period.key), keys.departments(period.key), keys.totals(period.key))}
 
@@ -171,7 +172,8 @@ def rebuild_institution(db: Database, redis: Redis, institution_id: int, day: da
             if not mapping:
                 continue
             _write(pipe, temporary[key], kind, mapping)
-            expires = next((at for prefix, at in expiry.items() if key.startswith(prefix)), None)
+            # Exact: the month's base key "…:p:2026-12" is also a prefix of the day's "…:p:2026-12-01".
+            expires = next((at for base, at in expiry.items() if key == base or key.startswith(base + ":")), None)
             if expires:
                 pipe.expireat(temporary[key], expires)
             written.append(key)
