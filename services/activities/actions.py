@@ -169,6 +169,10 @@ class ActionService:
                 raise ApiError(400, "qr_invalid", "无效的二维码") from exc
             except qr.CodeExpired as exc:
                 raise ApiError(410, "qr_expired", "二维码已过期，请扫描站点屏幕上的最新二维码") from exc
+            except qr.CodeNotYetValid as exc:
+                raise ApiError(400, "qr_not_yet_valid", "这张二维码还未到使用日期") from exc
+            if code.printed and not station.printed_codes:
+                raise ApiError(400, "qr_invalid", "该站点不接受打印的二维码，请扫描站点屏幕")
             if station.institution_id != who.institution_id:
                 raise ApiError(403, "forbidden_institution", "这是其他单位的站点")
             window = current_window(station, now)
@@ -176,7 +180,9 @@ class ActionService:
                 raise ApiError(422, "outside_window", "当前不在该站点的开放时段", errors={"code": ["不在开放时段"]})
             action_type = SCAN_ACTIONS[station.kind]
             day = now.astimezone(clock.LOCAL_TZ).date().isoformat()
-            claims = [f"code:{station.id}:{code.step}", f"{action_type}:{day}:{window['name']}"]
+            claims = [f"{action_type}:{day}:{window['name']}"]
+            if not code.printed:  # a printed code serves the whole day; the window's claim is its guard
+                claims.append(f"code:{station.id}:{code.step}")
             limits = limits_in_force(uow.session, action_type, who.institution_id, now, "default")
             if limits.daily_count_limit is not None:
                 done = _count_today(uow.session, who.user_id, action_type, now)
@@ -186,7 +192,9 @@ class ActionService:
             action = self._add(
                 uow, who.user_id, who.institution_id, who.department_id, action_type, "default", Decimal(1), now,
                 status="accepted", reason=None, source="scan", idempotency_key=idem.key,
-                station_id=station.id, details={"window": window["name"], "step": code.step},
+                station_id=station.id,
+                details={"window": window["name"], "printed_day": day} if code.printed
+                else {"window": window["name"], "step": code.step},
             )
             uow.session.add_all(ActionClaim(user_id=who.user_id, claim_key=key, action_id=action.id) for key in claims)
             try:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -46,6 +47,8 @@ class Station(Base):
     # Signs the station's codes; a new secret invalidates every code shown so far. Never leaves the service.
     qr_secret: Mapped[str] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Whether the day codes of a printed sheet are accepted here (for a station without a screen; see shared.qr).
+    printed_codes: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=clock.now)
 

@@ -99,11 +99,15 @@ def _check_windows(windows: list[dict]) -> None:
         raise ma.ValidationError("时段不能重叠", "windows")
 
 
+PRINTED_CODES = "accept the day codes of a printed sheet (for a station without a screen; they prove less)"
+
+
 class StationCreateSchema(InputSchema):
     institution_id = fields.Integer(required=True, validate=validate.Range(min=1, max=2**31 - 1))
     name = fields.String(required=True, validate=validate.Length(min=1, max=64))
     kind = fields.String(required=True, validate=validate.OneOf(["canteen", "sorting"]))
     windows = _windows_field(required=True)
+    printed_codes = fields.Boolean(load_default=False, metadata={"description": PRINTED_CODES})
 
     @ma.validates_schema
     def windows_apart(self, data, **_kwargs):
@@ -114,6 +118,7 @@ class StationUpdateSchema(InputSchema):
     name = fields.String(validate=validate.Length(min=1, max=64))
     windows = _windows_field(required=False)
     active = fields.Boolean()
+    printed_codes = fields.Boolean(metadata={"description": PRINTED_CODES})
     rotate_secret = fields.Boolean(metadata={"description": "issue a new signing secret; shown codes stop working"})
 
     @ma.validates_schema
@@ -128,6 +133,7 @@ class StationSchema(ma.Schema):
     kind = fields.String(required=True)
     windows = fields.List(fields.Dict(), required=True)
     active = fields.Boolean(required=True)
+    printed_codes = fields.Boolean(required=True, metadata={"description": PRINTED_CODES})
     created_at = fields.DateTime(required=True)
 
 
@@ -144,6 +150,24 @@ class StationCodeSchema(ma.Schema):
     expires_at = fields.DateTime(required=True)
     png_url = fields.String(required=True)
     svg_url = fields.String(required=True)
+
+
+class SheetArgsSchema(InputSchema):
+    start = fields.Date(data_key="from", load_default=None,
+                        metadata={"description": "the sheet's first day (local); today when absent"})
+    days = fields.Integer(load_default=7, validate=validate.Range(min=1, max=31))
+
+
+class SheetDaySchema(ma.Schema):
+    date = fields.Date(required=True)
+    code = fields.String(required=True, metadata={"description": "accepted on this local day only"})
+    svg_url = fields.String(required=True)
+    png_url = fields.String(required=True)
+
+
+class SheetSchema(ma.Schema):
+    station = fields.Nested(StationSchema, required=True)
+    days = fields.List(fields.Nested(SheetDaySchema), required=True)
 
 
 class KioskSchema(ma.Schema):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from datetime import date
 from typing import Any
 
 from flask import Response, current_app, g, url_for
@@ -24,6 +25,8 @@ from services.activities.schemas import (
     ReviewPageSchema,
     ReviewSchema,
     ScanSchema,
+    SheetArgsSchema,
+    SheetSchema,
     StationCodeSchema,
     StationCreateSchema,
     StationListArgsSchema,
@@ -39,7 +42,7 @@ from shared.idempotency import idempotent_write
 from shared.schemas import decode_cursor, encode_cursor
 
 actions_blp = Blueprint("actions", __name__, description="Green actions: commutes, station scans, charging")
-stations_blp = Blueprint("stations", __name__, description="Stations and their rotating QR codes")
+stations_blp = Blueprint("stations", __name__, description="Stations, their rotating QR codes and printed sheets")
 reviews_blp = Blueprint("reviews", __name__, description="The review queue of implausible actions")
 
 ADMINS = ("admin", "province_admin")
@@ -224,6 +227,51 @@ class StationCodeSvg(MethodView):
     def get(self, station_id):
         """The current code as an SVG."""
         return _image(station_id, qr.render_svg, "image/svg+xml")
+
+
+@stations_blp.route("/stations/<id:station_id>/sheet")
+class StationSheet(MethodView):
+    @require_auth(*ADMINS)
+    @stations_blp.arguments(SheetArgsSchema, location="query")
+    @stations_blp.response(200, SheetSchema)
+    def get(self, args, station_id):
+        """The day codes for a printed sheet (a station without a screen): one code per local day, each accepted
+        on its day only. The station must have ``printed_codes`` on; a new secret voids every printed sheet."""
+        sheet = stations().sheet(current_principal(), station_id, args["start"], args["days"])
+        days = [{
+            "date": code.day,
+            "code": code.text,
+            "svg_url": url_for("stations.StationSheetSvg", station_id=station_id, day=code.day.isoformat()),
+            "png_url": url_for("stations.StationSheetPng", station_id=station_id, day=code.day.isoformat()),
+        } for code in sheet["days"]]
+        return {"station": sheet["station"], "days": days}, 200, {"Cache-Control": "no-store"}
+
+
+def _sheet_image(station_id: int, day: str, render, mimetype: str) -> Response:
+    try:
+        parsed = date.fromisoformat(day)
+    except ValueError:
+        raise ApiError(422, "validation_error", "日期格式应为 YYYY-MM-DD", errors={"day": ["日期无效"]}) from None
+    code = stations().printed_code(current_principal(), station_id, parsed)
+    return Response(render(code.text), mimetype=mimetype, headers={"Cache-Control": "no-store"})
+
+
+@stations_blp.route("/stations/<id:station_id>/sheet/<string(length=10):day>.svg")
+class StationSheetSvg(MethodView):
+    @require_auth(*ADMINS)
+    @stations_blp.response(200, content_type="image/svg+xml")
+    def get(self, station_id, day):
+        """One day's printed code as an SVG."""
+        return _sheet_image(station_id, day, qr.render_svg, "image/svg+xml")
+
+
+@stations_blp.route("/stations/<id:station_id>/sheet/<string(length=10):day>.png")
+class StationSheetPng(MethodView):
+    @require_auth(*ADMINS)
+    @stations_blp.response(200, content_type="image/png")
+    def get(self, station_id, day):
+        """One day's printed code as a PNG."""
+        return _sheet_image(station_id, day, qr.render_png, "image/png")
 
 
 # -- reviews --------------------------------------------------------------------------------------------------

@@ -232,3 +232,102 @@ def test_the_kiosk_counts_todays_scans_at_its_station_for_its_institution(api, c
     foreign = api.post("/api/auth/devices", token=province_token,
                        json={"kind": "station", "institution_id": other["id"], "name": "别家平板"}).json()
     assert api.get(kiosk, token=foreign["token"]).json()["code"] == "forbidden_institution"
+
+
+# -- printed sheets: a station without a screen -------------------------------------------------------------------
+
+
+def sheet(api, station_id, token, **params):
+    return api.get(f"/api/activities/stations/{station_id}/sheet", token=token, params=params)
+
+
+def test_a_sheet_is_printed_only_for_a_station_that_accepts_printed_codes(api, canteen, province_token, employee):
+    sid = canteen["id"]
+    assert canteen["printed_codes"] is False
+    refused = sheet(api, sid, province_token)
+    assert refused.status_code == 409 and refused.json()["code"] == "printed_codes_disabled"
+    assert "开启" in refused.json()["message"]
+    assert sheet(api, sid, canteen["device_token"]).status_code == 403  # the kiosk shows live codes only
+    assert sheet(api, sid, employee["access_token"]).status_code == 403
+    printed = qr.printed_code_for(sid, "unknown", LUNCH.astimezone(clock.LOCAL_TZ).date()).text
+    assert scan(api, employee["access_token"], printed).json()["code"] == "qr_invalid"
+
+    turned_on = api.request("PATCH", f"/api/activities/stations/{sid}", json={"printed_codes": True},
+                            token=province_token)
+    assert turned_on.status_code == 200 and turned_on.json()["printed_codes"] is True
+    week = sheet(api, sid, province_token)
+    assert week.status_code == 200, week.text
+    days = week.json()["days"]
+    assert [d["date"] for d in days] == [(LUNCH + timedelta(days=n)).astimezone(clock.LOCAL_TZ).date().isoformat()
+                                         for n in range(7)]
+    assert len({d["code"] for d in days}) == 7 and all(len(d["code"]) <= 32 for d in days)
+    assert week.json()["station"]["name"] == canteen["name"]
+    png = api.get(days[0]["png_url"], token=province_token)
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    svg = api.get(days[1]["svg_url"], token=province_token)
+    assert svg.status_code == 200 and b"<svg" in svg.content
+
+
+def test_a_printed_code_works_on_its_day_once_per_meal_slot(api, canteen, province_token, employee, pilot, databases):
+    sid = canteen["id"]
+    api.request("PATCH", f"/api/activities/stations/{sid}", json={"printed_codes": True}, token=province_token)
+    today, tomorrow = sheet(api, sid, province_token, days=2).json()["days"]
+    token = employee["access_token"]
+    early = scan(api, token, tomorrow["code"])
+    assert early.status_code == 400 and early.json()["code"] == "qr_not_yet_valid"
+    lunch = scan(api, token, today["code"])
+    assert lunch.status_code == 201 and lunch.json()["type"] == "clean_plate", lunch.text
+    again = scan(api, token, today["code"])
+    assert again.status_code == 409 and again.json()["code"] == "already_recorded"
+    # The kiosk's live code in the same slot is the same meal.
+    assert scan(api, token, current_code(api, canteen)["code"]).json()["code"] == "already_recorded"
+    colleague = pilot.employee("o-sheet", "13800000006")
+    assert scan(api, colleague["access_token"], today["code"]).status_code == 201
+
+    clock.set_time(LUNCH + timedelta(hours=6))  # dinner: the day's sheet serves every slot of its day
+    token = refreshed(api, employee)["access_token"]
+    assert scan(api, token, today["code"]).status_code == 201
+    clock.set_time(LUNCH + timedelta(days=1))  # the next lunch: yesterday's line is spent, today's works
+    token = refreshed(api, employee)["access_token"]
+    stale = scan(api, token, today["code"])
+    assert stale.status_code == 410 and stale.json()["code"] == "qr_expired"
+    assert scan(api, token, tomorrow["code"]).status_code == 201
+    with databases["activities"].reader() as uow:
+        printed = uow.session.scalars(select(Action).where(Action.station_id == sid)).all()
+        assert len(printed) == 4 and all(a.details.get("printed_day") for a in printed)
+
+
+def test_a_new_secret_voids_the_printed_sheets_and_turning_them_off_refuses_them(
+        api, canteen, province_token, employee, pilot):
+    sid = canteen["id"]
+    api.request("PATCH", f"/api/activities/stations/{sid}", json={"printed_codes": True}, token=province_token)
+    old = sheet(api, sid, province_token, days=1).json()["days"][0]["code"]
+    api.request("PATCH", f"/api/activities/stations/{sid}", json={"rotate_secret": True}, token=province_token)
+    assert scan(api, employee["access_token"], old).json()["code"] == "qr_invalid"
+    new = sheet(api, sid, province_token, days=1).json()["days"][0]["code"]
+    assert new != old
+    api.request("PATCH", f"/api/activities/stations/{sid}", json={"printed_codes": False}, token=province_token)
+    refused = scan(api, employee["access_token"], new)
+    assert refused.status_code == 400 and refused.json()["code"] == "qr_invalid"
+    assert "打印" in refused.json()["message"]
+
+
+def test_sheet_arguments_are_checked(api, canteen, province_token):
+    sid = canteen["id"]
+    api.request("PATCH", f"/api/activities/stations/{sid}", json={"printed_codes": True}, token=province_token)
+    today = LUNCH.astimezone(clock.LOCAL_TZ).date()
+    for params, field in (({"from": (today - timedelta(days=1)).isoformat()}, "from"),
+                          ({"from": "9999-12-31"}, "from"), ({"from": "0001-01-01"}, "from"),
+                          ({"from": (today + timedelta(days=366)).isoformat(), "days": 2}, "days"),
+                          ({"days": 0}, "days"), ({"days": 32}, "days"), ({"from": "tomorrow"}, "from")):
+        refused = sheet(api, sid, province_token, **params)
+        assert refused.status_code == 422 and field in refused.json()["errors"], (params, refused.text)
+    for day in ("2030-13-01", "yesterday!"):
+        image = api.get(f"/api/activities/stations/{sid}/sheet/{day}.png", token=province_token)
+        assert image.status_code in (404, 422) and image.json()["status"] == image.status_code
+    past = api.get(f"/api/activities/stations/{sid}/sheet/{(today - timedelta(days=1)).isoformat()}.svg",
+                   token=province_token)
+    assert past.status_code == 422
+    assert sheet(api, 999999, province_token).status_code == 404
+    api.delete(f"/api/activities/stations/{sid}", token=province_token)
+    assert sheet(api, sid, province_token).json()["code"] == "station_inactive"
