@@ -6,6 +6,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import redis
@@ -67,6 +68,13 @@ class LvbaoApi(Api):
 
     def handle_http_exception(self, error: HTTPException):
         return error_response(from_http_exception(error))
+
+
+def decimal_bounds_as_numbers(self, field, ret, **_kwargs) -> dict[str, Any]:
+    """A Decimal field's Range comes out of apispec as Decimal objects (a YAML python tag, a JSON string);
+    OpenAPI wants numbers."""
+    return {key: float(ret[key]) if ret[key] % 1 else int(ret[key])
+            for key in ("minimum", "maximum") if isinstance(ret.get(key), Decimal)}
 
 
 def make_redis(settings: Settings) -> redis.Redis:
@@ -145,6 +153,7 @@ def create_service_app(
     app.url_map.converters["id"] = IdConverter
     api = LvbaoApi(app)
     api.register_converter(IdConverter, integerconverter2paramschema)
+    api.ma_plugin.converter.add_attribute_function(decimal_bounds_as_numbers)
     register_error_handlers(app)
     init_metrics(app, name)
     api.register_blueprint(_health_blueprint())

@@ -265,7 +265,7 @@ class StatsTotalSchema(ma.Schema):
 
 class StatsSchema(ma.Schema):
     institution_id = fields.Integer(allow_none=True, required=True)
-    from_ = fields.Date(data_key="from", required=True)
+    from_ = fields.Date(data_key="from", attribute="from", required=True)
     to = fields.Date(required=True)
     group_by = fields.String(required=True)
     items = fields.List(fields.Nested(StatsItemSchema), required=True)

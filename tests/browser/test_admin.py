@@ -4,6 +4,7 @@ download the monthly CSV."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 
@@ -77,6 +78,12 @@ def test_an_admin_runs_the_institution_from_the_console(
     page.fill("input[name=stock]", "5")
     page.click("button:has-text('新建奖品')")
     page.wait_for_selector("#rewards td:has-text('保温杯')")
+    page.click("#rewards tr:has-text('保温杯') button:has-text('编辑')")
+    page.fill("#reward-editor input[name=points_cost]", "250")
+    page.fill("#reward-editor input[name=description]", "不锈钢，500 毫升")
+    page.click("#reward-editor button:has-text('保存')")
+    page.wait_for_selector("#rewards tr:has-text('保温杯') td:text-is('250')")
+    assert page.locator("#reward-editor .card").count() == 0  # the editor closes once saved
     page.click("#rewards tr:has-text('保温杯') button:has-text('下架')")
     page.wait_for_selector("#rewards tr:has-text('保温杯') td:has-text('已下架')")
     snap(page, artifacts, "rewards")
@@ -110,5 +117,64 @@ def test_an_admin_runs_the_institution_from_the_console(
     page.click("a[href='#/devices']")
     page.wait_for_selector("select[name=kind]")
     snap(page, artifacts, "devices")
+    assert errors == []
+    page.close()
+
+
+def sign_in(page, live_server) -> None:
+    page.goto(f"{live_server}/admin/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", PROVINCE_PASSWORD)
+    page.click("button:has-text('登录')")
+    page.wait_for_selector("#menu:not([hidden])")
+
+
+def test_an_admin_sets_up_a_station_without_a_screen_and_prints_its_week_of_codes(
+        lunchtime, browser, artifacts, api, pilot, databases, redis_client, live_server):
+    employee = pilot.employee("o-sheet-reader", "13800000008")
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("dialog", lambda dialog: dialog.accept())  # "更换密钥" asks first
+    page.clock.install(time=lunchtime)
+    sign_in(page, live_server)
+
+    page.click("a[href='#/stations']")
+    page.fill("input[name=name]", "三楼分类点")
+    page.select_option("select[name=kind]", "sorting")
+    page.fill("textarea[name=windows]", "上午 07:00-12:00\n下午 12:00-20:00")
+    page.click("button:has-text('新建站点')")
+    page.wait_for_selector("#stations tr:has-text('三楼分类点')")
+    assert page.locator("#stations tr:has-text('三楼分类点') button:has-text('打印二维码')").count() == 0
+    page.click("#stations tr:has-text('三楼分类点') button:has-text('编辑')")
+    page.fill("#station-editor input[name=name]", "三楼东侧分类点")
+    page.select_option("#station-editor select[name=printed_codes]", "true")
+    page.click("#station-editor button:has-text('保存')")
+    page.wait_for_selector("#stations tr:has-text('三楼东侧分类点') td:text-is('接受')")
+    snap(page, artifacts, "stations")
+
+    page.click("#stations tr:has-text('三楼东侧分类点') button:has-text('打印二维码')")
+    page.wait_for_function("() => { const images = [...document.querySelectorAll('#sheet img')]; "
+                           "return images.length === 7 && images.every((i) => i.complete && i.naturalWidth > 0); }")
+    first = page.locator("#sheet .sheet-page").first
+    assert "三楼东侧分类点" in first.text_content() and "仅限当日使用" in first.text_content()
+    snap(page, artifacts, "sheet")
+    page.emulate_media(media="print")
+    pdf = page.pdf(format="A4", print_background=True)
+    (artifacts / "admin-sheet.pdf").write_bytes(pdf)
+    assert len(re.findall(rb"/Type\s*/Page(?!s)", pdf)) == 7  # one A4 page a day
+    page.emulate_media(media="screen")
+
+    # Today's page works at the bins; a new secret voids the printed sheet.
+    today = page.get_attribute("#sheet .sheet-page:first-child img", "data-code")
+    scanned = api.post("/api/activities/scans", json={"code": today}, token=employee["access_token"],
+                       headers={"Idempotency-Key": uuid.uuid4().hex})
+    assert scanned.status_code == 201 and scanned.json()["type"] == "waste_sorting", scanned.text
+    page.click("button:has-text('返回站点')")
+    page.click("#stations tr:has-text('三楼东侧分类点') button:has-text('更换密钥')")
+    page.wait_for_selector("#toast:has-text('作废')")
+    voided = api.post("/api/activities/scans", json={"code": today}, token=employee["access_token"],
+                        headers={"Idempotency-Key": uuid.uuid4().hex})
+    assert voided.json()["code"] == "qr_invalid"
     assert errors == []
     page.close()

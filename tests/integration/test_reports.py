@@ -48,6 +48,7 @@ def test_stats_by_day_type_and_department(api, credited, province_token):
     assert day.status_code == 200, day.text
     body = day.json()
     assert [i["key"] for i in body["items"]] == ["2030-11-19", "2030-11-20"]
+    assert (body["from"], body["to"]) == ("2030-11-19", "2030-11-20")  # the range asked, for a chart's empty days
     assert [i["actions"] for i in body["items"]] == [1, 3]  # the reversed trip counts no more
     assert body["total"]["points"] == sum(i["points"] for i in body["items"]) > 0
     by_type = api.get("/api/points/stats", token=province_token, params={"group_by": "type", "from": "2030-11-01"})

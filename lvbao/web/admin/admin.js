@@ -243,25 +243,124 @@ async function rulesPage() {
 
 // -- stations ----------------------------------------------------------------------------------------------
 
+const KINDS = { canteen: "食堂回盘处", sorting: "垃圾分类点" };
+const windowsText = (windows) => windows.map((w) => `${w.name} ${w.start}-${w.end}`).join("\n");
+
+function windowsFrom(text) {
+  // One window a line: "午餐 11:00-13:30".
+  return text.split("\n").map((l) => l.trim()).filter(Boolean).map((line) => {
+    const [name, span] = line.split(/\s+/);
+    const [start, end] = (span || "").split("-");
+    return { name, start, end };
+  });
+}
+
+function editor(host, title, fields, submitText, onSubmit) {
+  // An edit form for one row, opened in ``host`` (a box above the list) and closed after saving.
+  const { form: f } = form(fields, submitText, async (inputs) => {
+    await onSubmit(inputs);
+    host.replaceChildren();
+  });
+  const box = card(title, f);
+  box.classList.add("editor");
+  f.append(action("取消", () => host.replaceChildren(), "secondary"));
+  host.replaceChildren(box);
+  host.querySelector("input, select, textarea").focus();
+}
+
 async function stationsPage() {
   const stations = (await call("GET", `/api/activities/stations?institution_id=${inst()}`)).items;
+  const editing = el("div");
+  editing.id = "station-editor";
   const { form: f } = form([
-    { name: "name", label: "站点名称" }, { name: "kind", label: "类型", options: [["canteen", "食堂回盘处"], ["sorting", "垃圾分类点"]] },
+    { name: "name", label: "站点名称" }, { name: "kind", label: "类型", options: Object.entries(KINDS) },
+    { name: "printed_codes", label: "接受打印二维码", options: [["false", "否（只用站点屏幕）"], ["true", "是（无屏幕站点）"]] },
     { name: "windows", label: "开放时段（每行：名称 开始-结束）", type: "textarea", wide: true, value: "午餐 11:00-13:30\n晚餐 17:00-19:00" },
   ], "新建站点", async (inputs) => {
-    const windows = inputs.windows.value.split("\n").map((l) => l.trim()).filter(Boolean).map((line) => {
-      const [name, span] = line.split(/\s+/);
-      const [start, end] = (span || "").split("-");
-      return { name, start, end };
-    });
-    await call("POST", "/api/activities/stations", { institution_id: inst(), name: inputs.name.value, kind: inputs.kind.value, windows });
+    await call("POST", "/api/activities/stations", { institution_id: inst(), name: inputs.name.value, kind: inputs.kind.value,
+      windows: windowsFrom(inputs.windows.value), printed_codes: inputs.printed_codes.value === "true" });
     toast("站点已创建", true);
     await stationsPage();
   });
-  page.replaceChildren(card("站点", table([["name", "名称"], [(s) => (s.kind === "canteen" ? "食堂回盘处" : "垃圾分类点"), "类型"],
+  const edit = (s) => action("编辑", () => editor(editing, `编辑站点：${s.name}`, [
+    { name: "name", label: "站点名称", value: s.name },
+    { name: "active", label: "状态", options: [["true", "启用"], ["false", "停用"]], value: String(s.active) },
+    { name: "printed_codes", label: "接受打印二维码", options: [["false", "否"], ["true", "是"]], value: String(s.printed_codes) },
+    { name: "windows", label: "开放时段（每行：名称 开始-结束）", type: "textarea", wide: true, value: windowsText(s.windows) },
+  ], "保存", async (inputs) => {
+    await call("PATCH", `/api/activities/stations/${s.id}`, { name: inputs.name.value, active: inputs.active.value === "true",
+      printed_codes: inputs.printed_codes.value === "true", windows: windowsFrom(inputs.windows.value) });
+    toast("站点已保存", true);
+    await stationsPage();
+  }), "secondary");
+  const rotate = (s) => action("更换密钥", async () => {
+    if (!confirm(`更换“${s.name}”的签名密钥？屏幕上的二维码会立即更新，已打印的二维码全部作废。`)) return;
+    await call("PATCH", `/api/activities/stations/${s.id}`, { rotate_secret: true });
+    toast("密钥已更换，已打印的二维码作废", true);
+  }, "secondary");
+  const print = (s) => (s.printed_codes && s.active ? action("打印二维码", () => { location.hash = `#/stations/${s.id}/sheet`; }, "secondary")
+    : el("span", "muted", s.active ? "未开启打印" : "已停用"));
+  const tools = (s) => {
+    const wrap = el("span", "tools");
+    wrap.append(edit(s), rotate(s), print(s));
+    return wrap;
+  };
+  const list = table([["id", "编号"], ["name", "名称"], [(s) => KINDS[s.kind] || s.kind, "类型"],
     [(s) => s.windows.map((w) => `${w.name} ${w.start}-${w.end}`).join("，"), "时段"], [(s) => (s.active ? "启用" : "停用"), "状态"],
-    [(s) => s.id, "编号"]], stations), el("p", "muted", "站点屏幕：在“设备”中为站点平板生成凭证，打开 /station/<编号>#token=<凭证>。")),
-    card("新建站点", f));
+    [(s) => (s.printed_codes ? "接受" : "不接受"), "打印码"], [tools, "操作"]], stations);
+  list.id = "stations";
+  page.replaceChildren(card("站点", list,
+    el("p", "muted", "有屏幕的站点：在“设备”中为站点平板生成凭证，打开 /station/<编号>#token=<凭证>，二维码每 30 秒更新。"
+      + "没有屏幕的站点（如垃圾分类点）：开启“接受打印二维码”后打印，每张二维码仅在其日期当天有效。")),
+    editing, card("新建站点", f));
+}
+
+async function sheetPage(stationId) {
+  // A printable sheet: one A4 page per day, each with that day's code as a large QR.
+  const count = document.createElement("select");
+  count.id = "sheet-days";
+  for (const n of [1, 7, 14, 31]) count.append(new Option(`${n} 天`, n));
+  count.value = "7";
+  const start = document.createElement("input");
+  start.type = "date";
+  start.id = "sheet-from";
+  start.value = new Date().toLocaleDateString("sv-SE", { timeZone: "Asia/Shanghai" });  // YYYY-MM-DD, local
+  const pages = el("div", "sheet");
+  pages.id = "sheet";
+  const urls = [];
+  const render = async () => {
+    const sheet = await call("GET", `/api/activities/stations/${stationId}/sheet?from=${start.value}&days=${count.value}`);
+    const images = await Promise.all(sheet.days.map((d) => call("GET", d.svg_url)));
+    for (const url of urls.splice(0)) URL.revokeObjectURL(url);
+    const station = sheet.station;
+    pages.replaceChildren(...sheet.days.map((day, n) => {
+      const url = URL.createObjectURL(images[n]);
+      urls.push(url);
+      const img = el("img");
+      img.src = url;
+      img.alt = `${day.date} 二维码`;
+      img.dataset.code = day.code;
+      const when = new Date(day.date + "T12:00:00+08:00").toLocaleDateString("zh-CN",
+        { timeZone: "Asia/Shanghai", year: "numeric", month: "long", day: "numeric", weekday: "long" });
+      const sheetPage = el("section", "sheet-page");
+      sheetPage.append(el("p", "sheet-brand", "绿宝碳汇 · 低碳积分"), el("h1", null, station.name),
+        el("p", "sheet-kind", station.kind === "canteen" ? "光盘行动 · 用餐后请扫码" : "垃圾分类 · 投放后请扫码"),
+        el("p", "sheet-date", when), img,
+        el("p", null, "开放时段：" + station.windows.map((w) => `${w.name} ${w.start}–${w.end}`).join("　")),
+        el("p", "sheet-note", "请用“绿宝碳汇”小程序扫码 · 本码仅限当日使用 · 每个时段每人记录一次"),
+        el("p", "sheet-code", day.code));
+      return sheetPage;
+    }));
+  };
+  const controls = card("打印站点二维码", el("p", "muted", "每页一天；打印后按日期张贴。更换站点密钥会使已打印的二维码全部作废。"),
+    el("label", "inline", "起始日期"), start, " ", el("label", "inline", "天数"), count, " ",
+    action("生成", render, "secondary"), " ", action("打印", () => window.print()), " ",
+    action("返回站点", () => { location.hash = "#/stations"; }, "secondary"));
+  controls.classList.add("no-print");
+  start.addEventListener("change", () => render().catch((e) => toast(e.message)));
+  count.addEventListener("change", () => render().catch((e) => toast(e.message)));
+  page.replaceChildren(controls, pages);
+  await render();
 }
 
 // -- rewards -----------------------------------------------------------------------------------------------
@@ -297,10 +396,28 @@ async function rewardsPage() {
     toast(item.active === false ? "已上架" : "已下架", true);
     await rewardsPage();
   }, "secondary");
+  const editing = el("div");
+  editing.id = "reward-editor";
+  const edit = (item) => action("编辑", () => editor(editing, `编辑奖品：${item.name}`, [
+    { name: "name", label: "名称", value: item.name },
+    { name: "points_cost", label: "所需积分（之后的兑换生效）", type: "number", value: item.points_cost },
+    { name: "per_user_limit", label: "每人限兑（空为不限）", type: "number", value: item.per_user_limit ?? "" },
+    { name: "description", label: "说明", wide: true, value: item.description || "" },
+  ], "保存", async (inputs) => {
+    await call("PATCH", `/api/rewards/catalog/${item.id}`, { name: inputs.name.value, description: inputs.description.value,
+      points_cost: Number(inputs.points_cost.value), per_user_limit: numberOrNull(inputs.per_user_limit.value) });
+    toast("奖品已保存", true);
+    await rewardsPage();
+  }), "secondary");
+  const tools = (item) => {
+    const wrap = el("span", "tools");
+    wrap.append(edit(item), shelf(item));
+    return wrap;
+  };
   const list = table([["name", "名称"], ["points_cost", "积分"], ["stock", "库存"], ["per_user_limit", "每人限兑"],
-                      [(r) => (r.active === false ? "已下架" : "在售"), "状态"], [stock, "库存调整"], [shelf, ""]], items);
+                      [(r) => (r.active === false ? "已下架" : "在售"), "状态"], [stock, "库存调整"], [tools, "操作"]], items);
   list.id = "rewards";
-  page.replaceChildren(card("奖品", list), card("新建奖品", f),
+  page.replaceChildren(card("奖品", list), editing, card("新建奖品", f),
     card(null, action("导出兑换记录 CSV", () => download(`/api/rewards/redemptions.csv?institution_id=${inst()}`, "redemptions.csv"), "secondary")));
 }
 
@@ -413,6 +530,34 @@ function bars(items, label) {
   return items.length ? box : el("p", "muted", "该时段没有数据");
 }
 
+function dayChart(stats) {
+  // Carbon per local day as columns, a day with nothing recorded shown as an empty column.
+  const byDay = Object.fromEntries(stats.items.map((i) => [i.key, i]));
+  const days = [];
+  for (let d = new Date(stats.from + "T00:00:00Z"); d <= new Date(stats.to + "T00:00:00Z"); d.setUTCDate(d.getUTCDate() + 1)) {
+    const key = d.toISOString().slice(0, 10);
+    days.push(byDay[key] || { key, carbon_g: 0, points: 0, actions: 0 });
+  }
+  const max = Math.max(1, ...days.map((i) => i.carbon_g));
+  const chart = el("div", "columns-chart");
+  chart.id = "day-chart";
+  chart.style.gridTemplateColumns = `repeat(${days.length}, minmax(0, 1fr))`;
+  for (const day of days) {
+    const column = el("div", "column");
+    column.title = `${day.key}：${kg(day.carbon_g)}，${day.points} 分，${day.actions} 次`;
+    const fill = el("i");
+    fill.style.height = (100 * day.carbon_g) / max + "%";
+    const track = el("span");
+    track.append(fill);
+    column.append(track, el("small", null, day.key.slice(5)));
+    chart.append(column);
+  }
+  const legend = el("p", "muted", `最高 ${kg(max)}／天；悬停柱子查看当日数据`);
+  const box = el("div");
+  box.append(chart, legend);
+  return box;
+}
+
 async function statsPage() {
   const q = `institution_id=${inst()}`;
   const [days, types, depts] = await Promise.all(["day", "type", "department"].map(
@@ -423,7 +568,7 @@ async function statsPage() {
   month.value = new Date().toISOString().slice(0, 7);
   page.replaceChildren(
     card(`近 30 天：减碳 ${kg(days.total.carbon_g)}，积分 ${days.total.points}，低碳行为 ${days.total.actions} 次`,
-         bars(days.items, (i) => i.key)),
+         dayChart(days)),
     columns(card("按行为", bars(types.items, (i) => TYPES[i.key] || i.key)), card("按部门", bars(depts.items, (i) => i.label))),
     card("月度报表", month, " ", action("下载月度 CSV", () => download(`/api/points/reports/monthly.csv?${q}&month=${month.value}`,
                                                                    `lvbao-${month.value}.csv`))));
@@ -435,7 +580,9 @@ const ROUTES = { rules: rulesPage, stations: stationsPage, rewards: rewardsPage,
                  devices: devicesPage, stats: statsPage };
 
 async function route() {
-  const name = location.hash.replace(/^#\/?/, "") || "rules";
+  const path = location.hash.replace(/^#\/?/, "") || "rules";
+  const sheet = path.match(/^stations\/(\d+)\/sheet$/);
+  const name = sheet ? "stations" : path;
   document.getElementById("toast").hidden = true;  // a message belongs to the page it was shown on
   const menu = document.getElementById("menu");
   if (!stored(KEYS.access) || name === "login") {
@@ -447,7 +594,7 @@ async function route() {
   for (const a of menu.querySelectorAll("a")) a.classList.toggle("on", a.getAttribute("href") === "#/" + name);
   try {
     await ensureScope();
-    await (ROUTES[name] || rulesPage)();
+    await (sheet ? sheetPage(Number(sheet[1])) : (ROUTES[name] || rulesPage)());
   } catch (error) {
     page.replaceChildren(card("出错了", el("p", null, error.message), action("重试", route, "secondary")));
   }
