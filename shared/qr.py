@@ -7,7 +7,7 @@ A code is accepted during its own step and one step either side (clock skew, a s
 a photographed code is useless once that window has passed. The station's kiosk shows these.
 
 A printed code is for a station without a screen (a sorting point with a sheet taped beside the bins): it names
-one local day (Asia/Shanghai), ``P.<station id base36>.<day ordinal base36>.<mac>``, and is accepted on that
+one local day (Asia/Shanghai), ``D.<station id base36>.<day ordinal base36>.<mac>``, and is accepted on that
 day only. Its MAC is over a different message than a rotating code's, so neither kind can pass for the other.
 It proves less than a rotating code (a photo of the sheet works all day), so a station accepts printed codes
 only when an admin turned them on; a new station secret voids every sheet printed so far.
@@ -31,7 +31,7 @@ import qrcode.image.svg
 from shared import clock
 
 PREFIX = "L"
-PRINTED_PREFIX = "P"
+PRINTED_PREFIX = "D"  # for day; a pickup code starts with "P"
 STEP_SECONDS = 30
 TOLERANCE_STEPS = 1
 MAC_LENGTH = 16

@@ -70,6 +70,8 @@ export function startClock() {
 }
 
 let toastTimer = null;
+let carried = null;
+let shownPage = null;
 export function toast(message, ok = false, ms = 3500) {
   // A short message in the page's #toast box (an error unless ``ok``).
   const box = document.getElementById("toast");
@@ -78,6 +80,24 @@ export function toast(message, ok = false, ms = 3500) {
   box.hidden = false;
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => { box.hidden = true; }, ms);
+}
+
+export function toastOnNextPage(message, ok = true) {
+  // A message for the page the caller is about to open (a confirmation, then the next page).
+  carried = { message, ok };
+}
+
+export function pageChanged(page) {
+  // Called by a router as it shows ``page``: a message belongs to the page it was shown on, so a move to
+  // another page hides it and shows the one left for that page, if any. Redrawing the same page keeps it.
+  if (page === shownPage && !carried) return;
+  shownPage = page;
+  document.getElementById("toast").hidden = true;
+  if (carried) {
+    const { message, ok } = carried;
+    carried = null;
+    toast(message, ok);
+  }
 }
 
 export function card(title, ...children) {

@@ -59,6 +59,8 @@ def test_an_admin_runs_the_institution_from_the_console(
 
     # Rules: the preview follows the form before anything is published.
     page.wait_for_selector("#preview")
+    # The wrong password's message stayed with the sign-in page.
+    assert page.is_hidden("#toast"), page.text_content("#toast")
     page.select_option("select[name=action_type]", "commute")
     page.fill("input[name=factor]", "300")
     page.fill("input[name=quantity]", "10")
@@ -177,4 +179,23 @@ def test_an_admin_sets_up_a_station_without_a_screen_and_prints_its_week_of_code
                         headers={"Idempotency-Key": uuid.uuid4().hex})
     assert voided.json()["code"] == "qr_invalid"
     assert errors == []
+    page.close()
+
+
+def test_a_page_that_answers_late_does_not_replace_the_page_the_admin_moved_on_to(browser, pilot, live_server):
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    sign_in(page, live_server)
+    page.wait_for_selector("#versions", state="attached")  # the rules page is drawn
+    held = []
+    page.route("**/api/activities/stations?*", lambda route: held.append(route))
+    page.click("a[href='#/stations']")
+    while not held:  # the stations page is waiting for its answer ...
+        page.wait_for_timeout(20)
+    page.click("a[href='#/rewards']")  # ... when the admin moves on
+    page.wait_for_selector("#rewards")
+    with page.expect_response("**/api/activities/stations?*"):
+        held[0].continue_()
+    page.evaluate("() => new Promise((done) => setTimeout(done, 100))")  # let the late answer be drawn, if it would
+    assert page.locator("#rewards").count() == 1 and page.locator("#stations").count() == 0
+    assert page.locator("#menu a.on").get_attribute("href") == "#/rewards"
     page.close()

@@ -15,7 +15,7 @@ DAY = date(2030, 6, 4)
 
 def test_a_printed_code_is_accepted_on_its_local_day_only():
     code = qr.printed_code_for(7, SECRET, DAY)
-    assert code.text.startswith("P.7.") and len(code.text) <= qr.MAX_LENGTH
+    assert code.text.startswith("D.7.") and len(code.text) <= qr.MAX_LENGTH
     checked = qr.verify(code.text, SECRET, NOON)
     assert checked.printed and checked.day == DAY and checked.station_id == 7
     # 00:00 and 23:59 local are 16:00 the day before and 15:59 that day in UTC.
@@ -33,7 +33,7 @@ def test_neither_kind_passes_for_the_other():
     as_rotating = "L" + printed[1:]
     with pytest.raises(qr.CodeInvalid):
         qr.verify(as_rotating, SECRET, NOON)
-    as_printed = "P.7." + qr.base36(DAY.toordinal()) + rotating.text[-(qr.MAC_LENGTH + 1):]
+    as_printed = "D.7." + qr.base36(DAY.toordinal()) + rotating.text[-(qr.MAC_LENGTH + 1):]
     with pytest.raises(qr.CodeInvalid):
         qr.verify(as_printed, SECRET, NOON)
     with pytest.raises(qr.CodeInvalid):
@@ -41,7 +41,7 @@ def test_neither_kind_passes_for_the_other():
     assert qr.verify(rotating.text, SECRET, NOON + timedelta(seconds=30)).printed is False
 
 
-@pytest.mark.parametrize("text", ["P.7.0.AAAAAAAAAAAAAAAA", "P.7.zzzzzzz.AAAAAAAAAAAAAAAA", "Q.7.1.AAAAAAAAAAAAAAAA"])
+@pytest.mark.parametrize("text", ["D.7.0.AAAAAAAAAAAAAAAA", "D.7.zzzzzzz.AAAAAAAAAAAAAAAA", "Q.7.1.AAAAAAAAAAAAAAAA"])
 def test_printed_codes_out_of_range_are_not_codes(text):
     with pytest.raises(qr.CodeInvalid):
         qr.verify(text, SECRET, NOON)

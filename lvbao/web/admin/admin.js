@@ -1,7 +1,7 @@
 // The admin console: rules (with a live preview of the receipt), stations, rewards, roster import, the review
 // queue, devices and statistics, over the public API. An institution admin works in their institution; the
 // province admin picks one. Tokens live in sessionStorage and are refreshed once when they expire.
-import { ApiError, card, el, toast } from "/web/common.js";
+import { ApiError, card, el, pageChanged, toast } from "/web/common.js";
 
 const KEYS = { access: "lvbao.admin.access", refresh: "lvbao.admin.refresh" };
 const TYPES = { commute: "绿色出行", clean_plate: "光盘行动", waste_sorting: "垃圾分类", ev_charging: "新能源充电" };
@@ -236,7 +236,7 @@ async function rulesPage() {
     inputs.source.value = base.source;
     refresh();
   });
-  page.replaceChildren(card("现行规则", list), history,
+  show("rules", card("现行规则", list), history,
                        card("新建规则版本（立即生效，不改写历史）", f, el("h2", null, "回执预览"), preview));
   refresh();
 }
@@ -309,7 +309,7 @@ async function stationsPage() {
     [(s) => s.windows.map((w) => `${w.name} ${w.start}-${w.end}`).join("，"), "时段"], [(s) => (s.active ? "启用" : "停用"), "状态"],
     [(s) => (s.printed_codes ? "接受" : "不接受"), "打印码"], [tools, "操作"]], stations);
   list.id = "stations";
-  page.replaceChildren(card("站点", list,
+  show("stations", card("站点", list,
     el("p", "muted", "有屏幕的站点：在“设备”中为站点平板生成凭证，打开 /station/<编号>#token=<凭证>，二维码每 30 秒更新。"
       + "没有屏幕的站点（如垃圾分类点）：开启“接受打印二维码”后打印，每张二维码仅在其日期当天有效。")),
     editing, card("新建站点", f));
@@ -359,7 +359,7 @@ async function sheetPage(stationId) {
   controls.classList.add("no-print");
   start.addEventListener("change", () => render().catch((e) => toast(e.message)));
   count.addEventListener("change", () => render().catch((e) => toast(e.message)));
-  page.replaceChildren(controls, pages);
+  show(`stations/${stationId}/sheet`, controls, pages);
   await render();
 }
 
@@ -368,7 +368,7 @@ async function sheetPage(stationId) {
 async function rewardsPage() {
   const items = (await call("GET", `/api/rewards/catalog?institution_id=${inst()}&limit=100`)).items;
   const stock = (item) => {
-    const wrap = el("span");
+    const wrap = el("span", "tools");
     const delta = document.createElement("input");
     delta.type = "number";
     delta.style.width = "80px";
@@ -414,10 +414,10 @@ async function rewardsPage() {
     wrap.append(edit(item), shelf(item));
     return wrap;
   };
-  const list = table([["name", "名称"], ["points_cost", "积分"], ["stock", "库存"], ["per_user_limit", "每人限兑"],
+  const list = table([["name", "名称"], [(r) => short(r.description, 24), "说明"], ["points_cost", "积分"], ["stock", "库存"], ["per_user_limit", "每人限兑"],
                       [(r) => (r.active === false ? "已下架" : "在售"), "状态"], [stock, "库存调整"], [tools, "操作"]], items);
   list.id = "rewards";
-  page.replaceChildren(card("奖品", list), editing, card("新建奖品", f),
+  show("rewards", card("奖品", list), editing, card("新建奖品", f),
     card(null, action("导出兑换记录 CSV", () => download(`/api/rewards/redemptions.csv?institution_id=${inst()}`, "redemptions.csv"), "secondary")));
 }
 
@@ -447,7 +447,7 @@ async function rosterPage() {
     }
   });
   const roster = (await call("GET", `/api/auth/institutions/${inst()}/roster?limit=100`)).items;
-  page.replaceChildren(card("导入名册", el("p", "muted", "CSV 表头：employee_no,name,phone,department_code[,nickname]；有一行出错则整份不导入。"),
+  show("roster", card("导入名册", el("p", "muted", "CSV 表头：employee_no,name,phone,department_code[,nickname]；有一行出错则整份不导入。"),
     file, upload, result),
     card(`名册（前 ${roster.length} 人）`, table([["employee_no", "工号"], ["name", "姓名"], ["nickname", "昵称"],
       [(r) => (r.user_id ? "已绑定" : "未绑定"), "绑定"]], roster)));
@@ -473,7 +473,7 @@ async function reviewsPage() {
   const list = table([["id", "编号"], [(a) => TYPES[a.type] || a.type, "行为"], [(a) => `${a.quantity} ${a.unit}`, "数量"],
                       ["reason", "原因"], [(a) => local(a.occurred_at), "时间"], [decide, "处理"]], items);
   list.id = "reviews";
-  page.replaceChildren(card(`待审核（${items.length}）`, items.length ? list : el("p", "muted", "没有待审核的行为")));
+  show("reviews", card(`待审核（${items.length}）`, items.length ? list : el("p", "muted", "没有待审核的行为")));
 }
 
 // -- devices -----------------------------------------------------------------------------------------------
@@ -498,7 +498,7 @@ async function devicesPage() {
     await devicesPage();
   }, "danger"));
   const keep = shown.childNodes.length ? [...shown.childNodes] : [];
-  page.replaceChildren(card("设备", table([["name", "名称"], ["kind", "类型"], [(d) => local(d.created_at), "创建"], [revoke, "操作"]], items)),
+  show("devices", card("设备", table([["name", "名称"], ["kind", "类型"], [(d) => local(d.created_at), "创建"], [revoke, "操作"]], items)),
                        card("新设备", f), shown);
   shown.append(...keep);
 }
@@ -566,7 +566,7 @@ async function statsPage() {
   month.type = "month";
   month.id = "month";
   month.value = new Date().toISOString().slice(0, 7);
-  page.replaceChildren(
+  show("stats",
     card(`近 30 天：减碳 ${kg(days.total.carbon_g)}，积分 ${days.total.points}，低碳行为 ${days.total.actions} 次`,
          dayChart(days)),
     columns(card("按行为", bars(types.items, (i) => TYPES[i.key] || i.key)), card("按部门", bars(depts.items, (i) => i.label))),
@@ -579,24 +579,35 @@ async function statsPage() {
 const ROUTES = { rules: rulesPage, stations: stationsPage, rewards: rewardsPage, roster: rosterPage, reviews: reviewsPage,
                  devices: devicesPage, stats: statsPage };
 
+function currentPath() {
+  return location.hash.replace(/^#\/?/, "") || "rules";
+}
+
+function show(path, ...nodes) {
+  // A page is drawn when its answers arrive; by then the admin may have moved on to another page, which stays.
+  if (currentPath() === path) page.replaceChildren(...nodes);
+}
+
 async function route() {
-  const path = location.hash.replace(/^#\/?/, "") || "rules";
+  const path = currentPath();
   const sheet = path.match(/^stations\/(\d+)\/sheet$/);
   const name = sheet ? "stations" : path;
-  document.getElementById("toast").hidden = true;  // a message belongs to the page it was shown on
   const menu = document.getElementById("menu");
   if (!stored(KEYS.access) || name === "login") {
+    pageChanged("login");
     menu.hidden = true;
     loginPage();
     return;
   }
+  if (!sheet && !ROUTES[name]) { location.hash = "#/rules"; return; }  // its hashchange draws the page
+  pageChanged(path);
   menu.hidden = false;
   for (const a of menu.querySelectorAll("a")) a.classList.toggle("on", a.getAttribute("href") === "#/" + name);
   try {
     await ensureScope();
-    await (sheet ? sheetPage(Number(sheet[1])) : (ROUTES[name] || rulesPage)());
+    await (sheet ? sheetPage(Number(sheet[1])) : ROUTES[name]());
   } catch (error) {
-    page.replaceChildren(card("出错了", el("p", null, error.message), action("重试", route, "secondary")));
+    show(path, card("出错了", el("p", null, error.message), action("重试", route, "secondary")));
   }
 }
 

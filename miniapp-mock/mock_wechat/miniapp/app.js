@@ -1,7 +1,7 @@
 // The mini-program stand-in: the WeChat mini-program's pages as a phone-sized web app that calls only the
 // public API. `wx.login` is the mock WeChat's /mock/login (this browser keeps one WeChat identity, its openid),
 // the getPhoneNumber button its /mock/phone-code, `wx.scanCode` a text field for the code a scan would return.
-import { ApiError, card, el, toast } from "/web/common.js";
+import { ApiError, card, el, pageChanged, toast, toastOnNextPage } from "/web/common.js";
 
 const KEYS = { access: "lvbao.mini.access", refresh: "lvbao.mini.refresh", openid: "lvbao.mini.openid" };
 const MODES = { walk: "步行", bike: "骑行", bus: "公交", metro: "地铁", carpool: "拼车", ev: "电动汽车" };
@@ -130,7 +130,9 @@ function button(text, onClick, className) {
   return node;
 }
 
-function show(title, ...nodes) {
+function show(at, title, ...nodes) {
+  // A page is drawn when its answers arrive; by then the user may have moved on to another page, which stays.
+  if (location.hash !== at) return;
   document.getElementById("title").textContent = title;
   page.replaceChildren(...nodes);
 }
@@ -169,7 +171,7 @@ function explainReceipt(entry) {
 
 async function loginPage() {
   const nickname = input("text", { placeholder: "微信昵称（可不填）", maxLength: 32 });
-  show("登录", card("欢迎使用绿宝碳汇", el("p", "muted", "公共机构低碳积分：绿色出行、光盘行动、垃圾分类都能攒积分。"),
+  show("#/login", "登录", card("欢迎使用绿宝碳汇", el("p", "muted", "公共机构低碳积分：绿色出行、光盘行动、垃圾分类都能攒积分。"),
     field("昵称", nickname),
     button("微信一键登录", async () => {
       let openid = stored(KEYS.openid);
@@ -187,10 +189,10 @@ async function bindPage() {
   const invite = input("text", { placeholder: "管理员发放的邀请码", maxLength: 32 });
   const done = async (answer) => {
     await refreshTokens();  // tokens that carry the binding
-    toast(`已绑定：${answer.nickname}`, true);
+    toastOnNextPage(`已绑定：${answer.nickname}`);
     location.hash = "#/home";
   };
-  show("绑定单位身份",
+  show("#/bind", "绑定单位身份",
     card("手机号绑定", el("p", "muted", "授权微信手机号，与单位名册匹配。"), field("手机号", phone),
       button("授权手机号并绑定", async () => {
         const code = await call("POST", "/mock-wechat/mock/phone-code", { phone: phone.value.trim() });
@@ -220,7 +222,7 @@ async function homePage() {
   balance.querySelector(".big").id = "balance";
   const actions = el("div", "actions");
   actions.append(link("记录出行", "#/commute"), link("扫码打卡", "#/scan"), link("积分明细", "#/ledger"));
-  show("绿宝碳汇", balance, card(null, stats), actions, card(null, link("我的兑换记录", "#/redemptions")));
+  show("#/home", "绿宝碳汇", balance, card(null, stats), actions, card(null, link("我的兑换记录", "#/redemptions")));
 }
 
 async function commutePage() {
@@ -228,7 +230,7 @@ async function commutePage() {
   for (const [value, label] of Object.entries(MODES)) mode.append(new Option(label, value));
   const distance = input("number", { min: "0.1", step: "0.1", placeholder: "例如 8.5" });
   const result = el("div");
-  show("记录出行", card("绿色出行", field("出行方式", mode), field("距离（公里）", distance),
+  show("#/commute", "记录出行", card("绿色出行", field("出行方式", mode), field("距离（公里）", distance),
     button("提交", async () => {
       const km = Number(distance.value);
       if (!(km > 0)) { toast("请填写出行距离"); return; }
@@ -252,7 +254,7 @@ function actionResult(action) {
 async function scanPage() {
   const code = input("textarea", { rows: 3, placeholder: "扫一扫站点二维码（此处粘贴扫码得到的内容）" });
   const result = el("div");
-  show("扫码打卡", card("扫站点二维码", el("p", "muted", "食堂回盘处或垃圾分类点的屏幕上显示二维码。"), field("二维码内容", code),
+  show("#/scan", "扫码打卡", card("扫站点二维码", el("p", "muted", "扫食堂回盘处、垃圾分类点屏幕上或张贴的二维码。"), field("二维码内容", code),
     button("提交", async () => {
       if (!code.value.trim()) { toast("请先扫码"); return; }
       const action = await write("POST", "/api/activities/scans", { code: code.value.trim() });
@@ -277,7 +279,7 @@ async function ledgerPage() {
                                   + " · 余额 " + entry.balance_after));
     list.append(item);
   }
-  show("积分明细", ledger.items.length ? list : card(null, el("p", "muted", "还没有积分记录")));
+  show("#/ledger", "积分明细", ledger.items.length ? list : card(null, el("p", "muted", "还没有积分记录")));
 }
 
 const boardState = { scope: "institution", period: "week" };
@@ -305,7 +307,7 @@ async function boardsPage() {
   }
   const mine = board.me ? `我的排名：第 ${board.me.rank} 名，${board.me.points} 分${board.me.hidden ? "（已隐藏，仅自己可见）" : ""}`
                         : "本期还没有积分，快去绿色出行吧";
-  show("排行榜", switcher([["institution", "本单位"], ["department", "本部门"]], "scope"),
+  show("#/boards", "排行榜", switcher([["institution", "本单位"], ["department", "本部门"]], "scope"),
        switcher([["day", "今日"], ["week", "本周"], ["month", "本月"], ["all", "总榜"]], "period"),
        card(null, el("p", null, mine)), board.entries.length ? list : card(null, el("p", "muted", "暂无上榜")));
 }
@@ -325,7 +327,7 @@ async function rewardsPage() {
               }));
     list.append(li);
   }
-  show("积分兑换", card(null, el("p", null, `可用积分：${me.balance}`)),
+  show("#/rewards", "积分兑换", card(null, el("p", null, `可用积分：${me.balance}`)),
        catalog.items.length ? list : card(null, el("p", "muted", "暂无可兑换的奖品")));
 }
 
@@ -358,7 +360,7 @@ async function redemptionPage(id) {
       .then((blob) => { img.src = URL.createObjectURL(blob); })
       .catch((error) => toast(error.message));
   }
-  show("兑换详情", box, card(null, link("我的兑换记录", "#/redemptions")));
+  show(`#/redemption/${id}`, "兑换详情", box, card(null, link("我的兑换记录", "#/redemptions")));
 }
 
 async function redemptionsPage() {
@@ -369,7 +371,7 @@ async function redemptionsPage() {
     li.append(link(r.reward_name, "#/redemption/" + r.id), el("span", "status " + r.status, STATUSES[r.status]));
     list.append(li);
   }
-  show("我的兑换", mine.items.length ? list : card(null, el("p", "muted", "还没有兑换记录")));
+  show("#/redemptions", "我的兑换", mine.items.length ? list : card(null, el("p", "muted", "还没有兑换记录")));
 }
 
 async function settingsPage() {
@@ -393,7 +395,7 @@ async function settingsPage() {
     const saved = await call("PATCH", "/api/auth/me", { nickname: nickname.value });
     toast(`昵称已改为“${saved.nickname}”，排行榜稍后更新`, true);
   }, "secondary");
-  show("我的", card("账号", field("昵称（排行榜只显示昵称）", nickname), rename,
+  show("#/settings", "我的", card("账号", field("昵称（排行榜只显示昵称）", nickname), rename,
                     el("p", "muted", me.employee_no ? "工号 " + me.employee_no : "未绑定")),
        card("隐私", row),
        card(null, button("退出登录", async () => {
@@ -414,18 +416,22 @@ const TABS = { home: "home", commute: "home", scan: "home", ledger: "home", boar
 async function route() {
   const [name, arg] = location.hash.replace(/^#\/?/, "").split("/");
   const signedIn = Boolean(stored(KEYS.access));
-  const target = !signedIn && name !== "login" ? "login" : name || (signedIn ? "home" : "login");
-  if (target !== name) { location.hash = "#/" + target; return; }
+  let target = !signedIn && name !== "login" ? "login" : name || (signedIn ? "home" : "login");
+  if (target === "redemption" && !/^\d+$/.test(arg || "")) target = "redemptions";
+  else if (target !== "redemption" && !ROUTES[target]) target = "home";
+  const at = target === "redemption" ? `#/redemption/${arg}` : "#/" + target;
+  if (location.hash !== at) { location.hash = at; return; }  // its hashchange draws the page
+  pageChanged(at);
   const tabs = document.getElementById("tabs");
   tabs.hidden = target === "login" || target === "bind";
   for (const a of tabs.querySelectorAll("a")) a.classList.toggle("on", a.dataset.tab === TABS[target]);
   try {
     if (target === "redemption") await redemptionPage(arg);
-    else await (ROUTES[target] || homePage)();
+    else await ROUTES[target]();
   } catch (error) {
     if (error.code === "not_bound") { location.hash = "#/bind"; return; }
     const retry = button("重试", route, "secondary");
-    show("绿宝碳汇", card("出错了", el("p", null, error.message || "加载失败"), retry));
+    show(at, "绿宝碳汇", card("出错了", el("p", null, error.message || "加载失败"), retry));
   }
 }
 
