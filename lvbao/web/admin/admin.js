@@ -185,7 +185,7 @@ async function rulesPage() {
   ], rules);
   const byType = Object.fromEntries(rules.map((r) => [r.action_type, r]));
   const first = rules[0];
-  const preview = el("div", "receipt", "修改下方参数即可预览示例行为的积分回执");
+  const preview = el("div", "receipt", "修改上方参数即可预览示例行为的积分回执");
   preview.id = "preview";
   const { form: f, inputs } = form([
     { name: "action_type", label: "行为", options: rules.map((r) => [r.action_type, TYPES[r.action_type] || r.action_type]) },
