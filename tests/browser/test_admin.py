@@ -54,6 +54,8 @@ def test_an_admin_runs_the_institution_from_the_console(
     page.click("button:has-text('登录')")
     page.wait_for_selector("#toast:not([hidden])")
     assert "密码" in page.text_content("#toast")
+    assert page.is_hidden("#menu") and page.is_hidden("#logout")  # nothing to open before sign-in
+    snap(page, artifacts, "login")
     page.fill("input[name=password]", PROVINCE_PASSWORD)
     page.click("button:has-text('登录')")
 
@@ -198,4 +200,44 @@ def test_a_page_that_answers_late_does_not_replace_the_page_the_admin_moved_on_t
     page.evaluate("() => new Promise((done) => setTimeout(done, 100))")  # let the late answer be drawn, if it would
     assert page.locator("#rewards").count() == 1 and page.locator("#stations").count() == 0
     assert page.locator("#menu a.on").get_attribute("href") == "#/rewards"
+    page.close()
+
+
+def test_an_institution_admin_sees_only_their_institution_and_the_province_admin_picks_any(
+        browser, api, pilot, province_token, live_server):
+    other = api.post("/api/auth/institutions", json={"name": "南昌市机关事务局", "code": "NC-JG"},
+                     token=province_token).json()["id"]
+    for institution_id, name in ((pilot.institution_id, "本单位水杯"), (other, "南昌帆布袋")):
+        made = api.post("/api/rewards/catalog", token=province_token, json={
+            "institution_id": institution_id, "name": name, "points_cost": 10, "stock": 3})
+        assert made.status_code == 201, made.text
+    assert api.post("/api/auth/admins", token=province_token, json={
+        "username": "center-admin", "password": "center-admin-pw", "institution_id": pilot.institution_id,
+    }).status_code == 201
+
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page.goto(f"{live_server}/admin/#/rewards")
+    page.fill("input[name=username]", "center-admin")
+    page.fill("input[name=password]", "center-admin-pw")
+    page.click("button:has-text('登录')")
+    page.wait_for_selector("#rewards")  # back to the page the sign-in was asked for
+    assert page.locator("#institution").count() == 0  # nothing to pick: their own institution, by name
+    assert page.text_content("#scope") == api.get(f"/api/auth/institutions/{pilot.institution_id}",
+                                                  token=province_token).json()["name"]
+    assert "本单位水杯" in page.text_content("#rewards") and "南昌帆布袋" not in page.text_content("#rewards")
+    refresh = page.evaluate("sessionStorage.getItem('lvbao.admin.refresh')")
+    page.click("#logout")
+    page.wait_for_selector("input[name=username]")
+    assert page.is_hidden("#menu") and page.text_content("#scope") == ""
+    assert api.post("/api/auth/refresh", json={"refresh_token": refresh}).status_code == 401  # revoked
+
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", PROVINCE_PASSWORD)
+    page.click("button:has-text('登录')")
+    page.click("a[href='#/rewards']")
+    page.wait_for_selector("#rewards:has-text('本单位水杯')")
+    page.select_option("#institution", str(other))
+    page.wait_for_selector("#rewards:has-text('南昌帆布袋')")
+    assert "本单位水杯" not in page.text_content("#rewards")
+    assert page.is_enabled("#institution")
     page.close()

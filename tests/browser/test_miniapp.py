@@ -52,6 +52,7 @@ def test_a_new_employee_gets_from_login_to_a_pickup_qr(
     page.goto(f"{live_server}/miniapp/")
     page.wait_for_selector("text=微信一键登录")
     page.fill("input[placeholder^='微信昵称']", "骑行小王")
+    assert page.is_hidden("#tabs")  # no tabs before sign-in
     snap(page, artifacts, "login")
     page.click("text=微信一键登录")
 

@@ -57,6 +57,13 @@ function table(columns, rows) {
     }
     t.append(tr);
   }
+  if (!rows.length) {
+    const none = el("td", "muted", "暂无");
+    none.colSpan = columns.length;
+    const tr = el("tr", "none");
+    tr.append(none);
+    t.append(tr);
+  }
   return t;
 }
 
@@ -136,7 +143,10 @@ function loginPage() {
       store(KEYS.access, pair.access_token);
       store(KEYS.refresh, pair.refresh_token);
       state.me = null;
-      location.hash = "#/rules";
+      // Back to the page that asked for the sign-in (a bookmark, an expired session), or the rules.
+      const asked = location.hash.replace(/^#\/?/, "");
+      if (asked && asked !== "login" && currentPath() === asked) route();
+      else location.hash = "#/rules";
     });
   const box = card("管理员登录", f);
   box.classList.add("login");
@@ -154,7 +164,11 @@ async function ensureScope() {
     select.id = "institution";
     for (const i of state.institutions) select.append(new Option(i.name, i.id));
     state.institutionId = state.institutions.length ? state.institutions[0].id : null;
-    select.addEventListener("change", () => { state.institutionId = Number(select.value); route(); });
+    select.addEventListener("change", async () => {
+      state.institutionId = Number(select.value);
+      select.disabled = true;  // one institution's answers at a time: a slower earlier one cannot land on the next
+      try { await route(); } finally { select.disabled = false; }
+    });
     scope.replaceChildren(select);
   } else {
     state.institutionId = state.me.institution_id;
@@ -596,12 +610,14 @@ async function route() {
   if (!stored(KEYS.access) || name === "login") {
     pageChanged("login");
     menu.hidden = true;
+    document.getElementById("logout").hidden = true;
     loginPage();
     return;
   }
   if (!sheet && !ROUTES[name]) { location.hash = "#/rules"; return; }  // its hashchange draws the page
   pageChanged(path);
   menu.hidden = false;
+  document.getElementById("logout").hidden = false;
   for (const a of menu.querySelectorAll("a")) a.classList.toggle("on", a.getAttribute("href") === "#/" + name);
   try {
     await ensureScope();
@@ -611,5 +627,16 @@ async function route() {
   }
 }
 
+document.getElementById("logout").addEventListener("click", async () => {
+  // The refresh token is revoked on the server; the access token lapses within its 15 minutes.
+  const refresh = stored(KEYS.refresh);
+  if (refresh) await call("POST", "/api/auth/logout", { refresh_token: refresh }).catch(() => null);
+  store(KEYS.access, null);
+  store(KEYS.refresh, null);
+  state.me = null;
+  document.getElementById("scope").replaceChildren();
+  document.getElementById("who").textContent = "";
+  location.hash = "#/login";
+});
 window.addEventListener("hashchange", route);
 route();
