@@ -171,3 +171,36 @@ def test_a_page_that_answers_late_does_not_replace_the_page_the_employee_moved_o
     assert page.locator("text=暂无上榜").count() == 1 and page.locator("#ledger").count() == 0
     assert page.text_content("#title") == "排行榜"
     phone.close()
+
+
+def test_a_session_that_ends_on_the_way_signs_in_again_and_returns_to_its_page(browser, api, pilot, live_server):
+    pair = pilot.employee("o-mini-again", "13800000007")
+    phone = browser.new_context(viewport={"width": 375, "height": 667}, is_mobile=True, has_touch=True)
+    page = phone.new_page()
+    page.goto(f"{live_server}/miniapp/#/login")
+    page.evaluate(f"""() => {{
+        localStorage.setItem('lvbao.mini.openid', 'o-mini-again');
+        localStorage.setItem('lvbao.mini.access', {pair['access_token']!r});
+        localStorage.setItem('lvbao.mini.refresh', {pair['refresh_token']!r});
+    }}""")
+    page.goto(f"{live_server}/miniapp/#/ledger")
+    page.wait_for_selector("text=还没有积分记录")
+    # Signed out elsewhere (the refresh token is revoked) and the access token no longer passes.
+    assert api.post("/api/auth/logout", token=pair["access_token"],
+                    json={"refresh_token": pair["refresh_token"]}).status_code == 204
+    page.evaluate("() => localStorage.setItem('lvbao.mini.access', 'no-longer-valid')")
+    page.click("a[data-tab=boards]")
+    page.wait_for_selector("#toast:has-text('登录已失效，请重新登录')")
+    assert page.evaluate("location.hash") == "#/login" and page.is_hidden("#tabs")
+    page.click("button:has-text('微信一键登录')")
+    page.wait_for_selector("text=暂无上榜")
+    assert page.evaluate("location.hash") == "#/boards"  # back where the session ended, not at home
+
+    # Signing out on purpose forgets the page: the next sign-in starts at home.
+    page.click("a[data-tab=settings]")
+    page.click("button:has-text('退出登录')")
+    page.wait_for_selector("button:has-text('微信一键登录')")
+    page.click("button:has-text('微信一键登录')")
+    page.wait_for_selector("#balance")
+    assert page.evaluate("location.hash") == "#/home"
+    phone.close()

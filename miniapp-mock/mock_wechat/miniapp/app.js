@@ -3,7 +3,8 @@
 // the getPhoneNumber button its /mock/phone-code, `wx.scanCode` a text field for the code a scan would return.
 import { ApiError, card, el, pageChanged, toast, toastOnNextPage } from "/web/common.js";
 
-const KEYS = { access: "lvbao.mini.access", refresh: "lvbao.mini.refresh", openid: "lvbao.mini.openid" };
+const KEYS = { access: "lvbao.mini.access", refresh: "lvbao.mini.refresh", openid: "lvbao.mini.openid",
+               after: "lvbao.mini.after" };  // the page to return to after a sign-in it was sent to
 const MODES = { walk: "步行", bike: "骑行", bus: "公交", metro: "地铁", carpool: "拼车", ev: "电动汽车" };
 const TYPES = { commute: "绿色出行", clean_plate: "光盘行动", waste_sorting: "垃圾分类", ev_charging: "新能源充电" };
 const UNITS = { km: "公里", meal: "餐", check_in: "次", kwh: "度" };
@@ -65,8 +66,9 @@ async function call(method, path, body, { idempotencyKey, as = "json", retried =
   const response = await send(method, path, body, headers);
   if (response.status === 401 && !retried && path !== "/api/auth/refresh") {
     if (await refreshTokens()) return call(method, path, body, { idempotencyKey, as, retried: true });
-    signOut();
-    throw new ApiError(401, { code: "unauthorized", message: "登录已失效，请重新登录" });
+    const expired = new ApiError(401, { code: "unauthorized", message: "登录已失效，请重新登录" });
+    signOut(expired.message);
+    throw expired;
   }
   if (!response.ok) {
     let problem = null;
@@ -90,10 +92,21 @@ async function write(method, path, body) {
   }
 }
 
-function signOut() {
+function signOut(why = null) {
+  // ``why``: the session ended by itself (refresh refused); the sign-in page says so and leads back here.
   store(KEYS.access, null);
   store(KEYS.refresh, null);
+  if (why) {
+    rememberPage();
+    toastOnNextPage(why, false);
+  } else {
+    store(KEYS.after, null);  // signed out on purpose: the next sign-in starts at home
+  }
   location.hash = "#/login";
+}
+
+function rememberPage() {
+  if (/^#\/(?!login\b|bind\b)\w/.test(location.hash)) store(KEYS.after, location.hash);
 }
 
 // -- small UI pieces ---------------------------------------------------------------------------------------
@@ -180,7 +193,9 @@ async function loginPage() {
       const pair = await call("POST", "/api/auth/wechat/login", { code: login.code });
       store(KEYS.access, pair.access_token);
       store(KEYS.refresh, pair.refresh_token);
-      location.hash = pair.user.bound ? "#/home" : "#/bind";
+      const after = stored(KEYS.after);
+      store(KEYS.after, null);
+      location.hash = pair.user.bound ? after || "#/home" : "#/bind";
     })));
 }
 
@@ -416,6 +431,7 @@ const TABS = { home: "home", commute: "home", scan: "home", ledger: "home", boar
 async function route() {
   const [name, arg] = location.hash.replace(/^#\/?/, "").split("/");
   const signedIn = Boolean(stored(KEYS.access));
+  if (!signedIn && name !== "login") rememberPage();  // a bookmark opened signed out comes back after sign-in
   let target = !signedIn && name !== "login" ? "login" : name || (signedIn ? "home" : "login");
   if (target === "redemption" && !/^\d+$/.test(arg || "")) target = "redemptions";
   else if (target !== "redemption" && !ROUTES[target]) target = "home";
