@@ -11,7 +11,8 @@ from shared.errors import ApiError
 
 ROSTER_COLUMNS = ["employee_no", "name", "phone", "department_code"]
 EMPLOYEE_NO = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-PHONE = re.compile(r"^\d{5,20}$")
+# A mainland mobile number: what WeChat's getPhoneNumber returns (purePhoneNumber) for the staff who bind by phone.
+PHONE = re.compile(r"^1[3-9]\d{9}$")
 
 
 def normalise_phone(raw: str) -> str:
@@ -49,30 +50,30 @@ def parse_rows(reader: Any, width: int, departments: dict[str, int]) -> tuple[Ro
         if not any(c.strip() for c in cells):
             continue
         if len(rows) + len(errors) >= ROSTER_MAX_ROWS:
-            errors.append({"row": number, "errors": {"_row": [f"at most {ROSTER_MAX_ROWS} rows per file"]}})
+            errors.append({"row": number, "errors": {"_row": [f"每份名册最多 {ROSTER_MAX_ROWS} 行"]}})
             break
         problems: dict[str, list[str]] = {}
         if not len(ROSTER_COLUMNS) <= len(cells) <= width:
-            errors.append({"row": number, "errors": {"_row": [f"expected {width} columns, got {len(cells)}"]}})
+            errors.append({"row": number, "errors": {"_row": [f"应有 {width} 列，实有 {len(cells)} 列"]}})
             continue
         values = [c.strip() for c in cells]
         employee_no, name, phone, department_code = values[:4]
         nickname = values[4] if len(values) == 5 and values[4] else None
         phone = normalise_phone(phone)
         if not EMPLOYEE_NO.match(employee_no):
-            problems.setdefault("employee_no", []).append("1-32 letters, digits, - or _")
+            problems.setdefault("employee_no", []).append("须为 1-32 位字母、数字、- 或 _")
         elif employee_no in seen_numbers:
-            problems.setdefault("employee_no", []).append(f"duplicate of row {seen_numbers[employee_no]}")
+            problems.setdefault("employee_no", []).append(f"与第 {seen_numbers[employee_no]} 行工号重复")
         if not 1 <= len(name) <= 64:
-            problems.setdefault("name", []).append("1-64 characters")
+            problems.setdefault("name", []).append("须为 1-64 个字")
         if not PHONE.match(phone):
-            problems.setdefault("phone", []).append("5-20 digits")
+            problems.setdefault("phone", []).append("须为 11 位手机号（可带 +86）")
         elif phone in seen_phones:
-            problems.setdefault("phone", []).append(f"duplicate of row {seen_phones[phone]}")
+            problems.setdefault("phone", []).append(f"与第 {seen_phones[phone]} 行手机号重复")
         if department_code not in departments:
-            problems.setdefault("department_code", []).append(f"unknown department {department_code!r}")
+            problems.setdefault("department_code", []).append(f"没有编码为“{department_code}”的部门")
         if nickname is not None and len(nickname) > 32:
-            problems.setdefault("nickname", []).append("at most 32 characters")
+            problems.setdefault("nickname", []).append("最多 32 个字")
         seen_numbers.setdefault(employee_no, number)
         seen_phones.setdefault(phone, number)
         if problems:
@@ -92,7 +93,7 @@ def phone_conflicts(rows: list[dict[str, Any]], existing: dict[str, RosterEntry]
         holders.setdefault(phone, []).append(number)
     return [
         {"row": row["row"], "errors": {"phone": [
-            "already used by " + ", ".join(n for n in holders[row["phone"]] if n != row["employee_no"])
+            "已被工号 " + "、".join(n for n in holders[row["phone"]] if n != row["employee_no"]) + " 使用"
         ]}}
         for row in rows
         if len(holders[row["phone"]]) > 1 and any(n not in {r["employee_no"] for r in rows}

@@ -99,7 +99,7 @@ def test_an_admin_runs_the_institution_from_the_console(
     page.set_input_files("#roster-file", str(roster))
     page.click("button:has-text('导入名册')")
     page.wait_for_selector("#roster-result li")
-    assert "第 3 行" in page.text_content("#roster-result") and "department_code" in page.text_content("#roster-result")
+    assert "第 3 行 — 部门编码：没有编码为“nosuch”的部门" in page.text_content("#roster-result")
     snap(page, artifacts, "roster")
 
     page.click("a[href='#/reviews']")

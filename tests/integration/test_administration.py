@@ -225,11 +225,27 @@ def test_admin_accounts(api, pilot, province_token, institution_admin):
     assert me["roles"] == ["admin"] and me["institution_id"] == pilot.institution_id
 
 
+def test_a_roster_phone_must_be_a_mobile_number_and_each_row_says_why_in_chinese(api, pilot, province_token):
+    before = _roster(api, province_token, pilot.institution_id)
+    result = _import(api, province_token, pilot.institution_id,
+                     "employee_no,name,phone,department_code\n"
+                     "E9401,甲,12345,office\n"          # too short
+                     "E9402,乙,12900000001,office\n"    # no mobile number starts 12
+                     "E9403,丙,0791-8888888,office\n"   # a landline cannot bind by WeChat phone
+                     "E9404,丁,+86 139 0000 0041,office\n"
+                     "E9405,,13900000042,office\n")
+    assert result.status_code == 422
+    errors = {e["row"]: e["errors"] for e in result.json()["errors"]}
+    assert errors == {2: {"phone": ["须为 11 位手机号（可带 +86）"]}, 3: {"phone": ["须为 11 位手机号（可带 +86）"]},
+                      4: {"phone": ["须为 11 位手机号（可带 +86）"]}, 6: {"name": ["须为 1-64 个字"]}}
+    assert _roster(api, province_token, pilot.institution_id) == before
+
+
 def test_a_phone_another_employee_keeps_is_refused(api, pilot, province_token):
     taken = _import(api, province_token, pilot.institution_id,
                     "employee_no,name,phone,department_code\nE9301,新人,13800000005,office\n")
     assert taken.status_code == 422
-    assert taken.json()["errors"] == [{"row": 2, "errors": {"phone": ["already used by E1006"]}}]
+    assert taken.json()["errors"] == [{"row": 2, "errors": {"phone": ["已被工号 E1006 使用"]}}]
 
 
 def test_reimport_moves_a_bound_employee_everywhere(api, pilot, province_token, databases, redis_client, settings):

@@ -437,6 +437,9 @@ async function rewardsPage() {
 
 // -- roster ------------------------------------------------------------------------------------------------
 
+const ROSTER_FIELDS = { employee_no: "工号", name: "姓名", phone: "手机号", department_code: "部门编码",
+                        nickname: "昵称", header: "表头", _row: "整行", _file: "文件" };
+
 async function rosterPage() {
   const file = document.createElement("input");
   file.type = "file";
@@ -454,7 +457,8 @@ async function rosterPage() {
     } catch (error) {
       const list = el("ul", "errors");
       for (const row of Array.isArray(error.errors) ? error.errors : []) {
-        const what = Object.entries(row.errors).map(([k, v]) => `${k}：${[].concat(v).join("，")}`).join("；");
+        const what = Object.entries(row.errors)
+          .map(([k, v]) => `${ROSTER_FIELDS[k] || k}：${[].concat(v).join("，")}`).join("；");
         list.append(el("li", null, `第 ${row.row} 行 — ${what}`));
       }
       result.replaceChildren(el("p", "errors", error.message), list);
