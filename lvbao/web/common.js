@@ -43,6 +43,30 @@ export async function api(path, token, { timeoutMs = 8000, as = "json" } = {}) {
   }
 }
 
+export function fieldErrors(errors, prefix = "") {
+  // The contract's ``errors`` ({field: [messages]}, nested for nested bodies) as [["a.b", "message，message"], ...].
+  if (!errors || typeof errors !== "object") return [];
+  const out = [];
+  for (const [key, value] of Object.entries(errors)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (typeof value === "string") out.push([path, value]);
+    else if (Array.isArray(value) && value.every((v) => typeof v === "string")) out.push([path, value.join("，")]);
+    else out.push(...fieldErrors(value, path));
+  }
+  return out;
+}
+
+export function errorText(error, labels = {}) {
+  // An error's Chinese message and, for a refused request, what was wrong with which field (named by ``labels``).
+  const message = (error && error.message) || "操作失败";
+  const named = (path) => {  // the label of the longest field path that holds this one
+    const keys = Object.keys(labels).filter((k) => path === k || path.startsWith(k + "."));
+    return keys.length ? labels[keys.reduce((a, b) => (b.length > a.length ? b : a))] : path;
+  };
+  const details = fieldErrors(error && error.errors).map(([path, text]) => `${named(path)}${text}`);
+  return details.length ? `${message}：${details.join("；")}` : message;
+}
+
 export const $ = (id) => document.getElementById(id);
 
 export function el(tag, className, text) {

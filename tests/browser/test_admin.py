@@ -78,8 +78,14 @@ def test_an_admin_runs_the_institution_from_the_console(
     page.click("a[href='#/rewards']")
     page.wait_for_selector("input[name=name]")
     page.fill("input[name=name]", "保温杯")
-    page.fill("input[name=points_cost]", "200")
+    page.fill("input[name=points_cost]", "0")  # refused: the error stands under its field
     page.fill("input[name=stock]", "5")
+    page.click("button:has-text('新建奖品')")
+    page.wait_for_selector("input[name=points_cost][aria-invalid=true] + .field-error")
+    assert page.text_content("input[name=points_cost] + .field-error") == "应不小于 1 且不大于 10000000"
+    assert page.locator("#rewards td:has-text('保温杯')").count() == 0
+    snap(page, artifacts, "rewards-refused")
+    page.fill("input[name=points_cost]", "200")
     page.click("button:has-text('新建奖品')")
     page.wait_for_selector("#rewards td:has-text('保温杯')")
     page.click("#rewards tr:has-text('保温杯') button:has-text('编辑')")

@@ -1,7 +1,7 @@
 // The admin console: rules (with a live preview of the receipt), stations, rewards, roster import, the review
 // queue, devices and statistics, over the public API. An institution admin works in their institution; the
 // province admin picks one. Tokens live in sessionStorage and are refreshed once when they expire.
-import { ApiError, card, el, pageChanged, toast } from "/web/common.js";
+import { ApiError, card, el, errorText, fieldErrors, pageChanged, toast } from "/web/common.js";
 
 const KEYS = { access: "lvbao.admin.access", refresh: "lvbao.admin.refresh" };
 const TYPES = { commute: "绿色出行", clean_plate: "光盘行动", waste_sorting: "垃圾分类", ev_charging: "新能源充电" };
@@ -96,15 +96,33 @@ function form(fields, submitText, onSubmit) {
   f.addEventListener("submit", async (event) => {
     event.preventDefault();
     submit.disabled = true;
+    markFields(f, fields, inputs, null);
     try {
       await onSubmit(inputs);
     } catch (error) {
-      toast(error.message);
+      markFields(f, fields, inputs, error);
     } finally {
       submit.disabled = false;
     }
   });
   return { form: f, inputs };
+}
+
+function markFields(f, specs, inputs, error) {
+  // A refused request's field errors under the inputs they are about (a spec's ``api`` names the request fields
+  // an input feeds when its own name is not one); what no input is about goes in the message.
+  for (const old of f.querySelectorAll(".field-error")) old.remove();
+  for (const input of Object.values(inputs)) input.removeAttribute("aria-invalid");
+  if (!error) return;
+  const rest = [];
+  for (const [path, text] of fieldErrors(error.errors)) {
+    const under = (name) => path === name || path.startsWith(name + ".");
+    const spec = specs.find((s) => under(s.name) || (s.api || []).some(under));
+    if (!spec) { rest.push(`${path}：${text}`); continue; }
+    inputs[spec.name].setAttribute("aria-invalid", "true");
+    inputs[spec.name].after(el("small", "field-error", text));
+  }
+  toast(rest.length ? `${error.message}：${rest.join("；")}` : error.message);
 }
 
 function action(text, onClick, className) {
@@ -179,6 +197,10 @@ async function ensureScope() {
 
 // -- rules, with a live preview ------------------------------------------------------------------------------
 
+// The preview's request fields, as its message names them.
+const RULE_FIELDS = { "rule.variants": "减碳因子", "rule.g_per_point": "每分克数", "rule.daily_cap_points": "每日积分上限",
+                      "rule.source": "因子来源", "action.variant": "方式", "action.quantity": "示例数量" };
+
 async function rulesPage() {
   const rules = (await call("GET", `/api/points/rules?institution_id=${inst()}`)).items;
   const history = el("div");
@@ -204,7 +226,7 @@ async function rulesPage() {
   const { form: f, inputs } = form([
     { name: "action_type", label: "行为", options: rules.map((r) => [r.action_type, TYPES[r.action_type] || r.action_type]) },
     { name: "variant", label: "方式（变体）", value: first ? Object.keys(first.variants)[0] : "default" },
-    { name: "factor", label: "减碳因子（克/单位）", type: "number", value: first ? Object.values(first.variants)[0].carbon_g_per_unit : 100 },
+    { name: "factor", label: "减碳因子（克/单位）", type: "number", api: ["variants"], value: first ? Object.values(first.variants)[0].carbon_g_per_unit : 100 },
     { name: "g_per_point", label: "每分克数", type: "number", value: first ? first.g_per_point : 50 },
     { name: "daily_cap_points", label: "每日积分上限（空为不限）", type: "number", value: first && first.daily_cap_points !== null ? first.daily_cap_points : "" },
     { name: "quantity", label: "示例数量", type: "number", step: "0.1", value: 10 },
@@ -236,7 +258,7 @@ async function rulesPage() {
         preview.textContent = `${r.quantity} × ${r.factor_g_per_unit} 克 = ${r.carbon_g} 克 CO₂e → ${r.points} 分`
           + (r.capped ? `（按每日上限，原应 ${r.uncapped_points} 分）` : "");
       } catch (error) {
-        preview.textContent = "无法预览：" + error.message + (error.errors ? " " + JSON.stringify(error.errors) : "");
+        preview.textContent = "无法预览：" + errorText(error, RULE_FIELDS);
       }
     }, 250);
   };

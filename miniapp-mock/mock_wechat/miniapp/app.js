@@ -1,7 +1,7 @@
 // The mini-program stand-in: the WeChat mini-program's pages as a phone-sized web app that calls only the
 // public API. `wx.login` is the mock WeChat's /mock/login (this browser keeps one WeChat identity, its openid),
 // the getPhoneNumber button its /mock/phone-code, `wx.scanCode` a text field for the code a scan would return.
-import { ApiError, card, el, pageChanged, toast, toastOnNextPage } from "/web/common.js";
+import { ApiError, card, el, errorText, pageChanged, toast, toastOnNextPage } from "/web/common.js";
 
 const KEYS = { access: "lvbao.mini.access", refresh: "lvbao.mini.refresh", openid: "lvbao.mini.openid",
                after: "lvbao.mini.after" };  // the page to return to after a sign-in it was sent to
@@ -11,6 +11,9 @@ const UNITS = { km: "公里", meal: "餐", check_in: "次", kwh: "度" };
 const KINDS = { award: "获得", debit: "兑换", refund: "退回", reversal: "撤销", adjustment: "调整", expiry: "过期" };
 const STATUSES = { pending: "处理中", confirmed: "待领取", rejected: "未成功", fulfilled: "已领取", cancelled: "已取消",
                    expired: "已过期", accepted: "已入账", pending_review: "待审核" };
+// The fields this app sends, as a refused request names them to the employee.
+const FIELDS = { distance_km: "距离", mode: "出行方式", occurred_at: "时间", code: "二维码", nickname: "昵称",
+                 invite_code: "邀请码", phone_code: "手机号授权", reward_id: "奖品" };
 const REASONS = { insufficient_points: "积分不足", out_of_stock: "库存不足", limit_reached: "已达兑换上限" };
 
 const page = document.getElementById("page");
@@ -135,7 +138,7 @@ function button(text, onClick, className) {
     try {
       await onClick();
     } catch (error) {
-      toast(error.message || "操作失败");
+      toast(errorText(error, FIELDS));
     } finally {
       node.disabled = false;
     }
