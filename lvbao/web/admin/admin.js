@@ -467,6 +467,12 @@ async function rosterPage() {
   file.type = "file";
   file.accept = ".csv,text/csv";
   file.id = "roster-file";
+  file.className = "file-input";  // the browser's own picker speaks the browser's language: this one is ours
+  const chosen = el("span", "muted", "未选择文件");
+  file.addEventListener("change", () => { chosen.textContent = file.files.length ? file.files[0].name : "未选择文件"; });
+  const picker = el("label", "file-picker");
+  picker.htmlFor = file.id;
+  picker.append(el("span", "secondary-button", "选择 CSV 文件"), chosen);
   const result = el("div");
   result.id = "roster-result";
   const upload = action("导入名册", async () => {
@@ -488,7 +494,7 @@ async function rosterPage() {
   });
   const roster = (await call("GET", `/api/auth/institutions/${inst()}/roster?limit=100`)).items;
   show("roster", card("导入名册", el("p", "muted", "CSV 表头：employee_no,name,phone,department_code[,nickname]；有一行出错则整份不导入。"),
-    file, upload, result),
+    file, picker, upload, result),
     card(`名册（前 ${roster.length} 人）`, table([["employee_no", "工号"], ["name", "姓名"], ["nickname", "昵称"],
       [(r) => (r.user_id ? "已绑定" : "未绑定"), "绑定"]], roster)));
 }
