@@ -137,7 +137,7 @@ def _replay(record: Any) -> Response:
 
 def _reused() -> ApiError:
     return ApiError(422, "idempotency_key_reused", "该幂等键已用于另一个请求",
-                    errors={HEADER: ["same key, different request"]})
+                    errors={HEADER: ["同一个键用于了不同的请求"]})
 
 
 def _says_try_later(response: Response) -> bool:
@@ -155,10 +155,11 @@ def _give_up(store: IdempotencyStore, principal: str, key: str, claim: str) -> N
 def _key_and_caller() -> tuple[str, str]:
     key = request.headers.get(HEADER, "").strip()
     if not key:
-        raise ApiError(400, "idempotency_key_required", "缺少 Idempotency-Key 请求头", errors={HEADER: ["required"]})
+        raise ApiError(400, "idempotency_key_required", "缺少 Idempotency-Key 请求头",
+                       errors={HEADER: ["缺少必填字段"]})
     if len(key) > MAX_KEY_LENGTH:
         raise ApiError(400, "idempotency_key_invalid", "Idempotency-Key 过长",
-                       errors={HEADER: [f"at most {MAX_KEY_LENGTH} characters"]})
+                       errors={HEADER: [f"最多 {MAX_KEY_LENGTH} 个字符"]})
     if g.get("principal") is None:
         # Keys are scoped to an authenticated caller; an address is no identity (NAT, proxies).
         raise RuntimeError("@idempotent needs an authenticated caller: put it below require_auth")

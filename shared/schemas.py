@@ -107,9 +107,9 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except ValueError as exc:
-        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["invalid cursor"]}) from exc
+        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["游标无效"]}) from exc
     if not isinstance(value, dict):
-        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["invalid cursor"]})
+        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["游标无效"]})
     return value
 
 

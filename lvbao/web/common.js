@@ -56,15 +56,19 @@ export function fieldErrors(errors, prefix = "") {
   return out;
 }
 
+export function fieldLabelled(path, text, labels = {}) {
+  // "标签：message" by the label of the longest field path that holds ``path``; a whole-body error has none.
+  if (path === "_schema" || path.endsWith("._schema")) return text;
+  const keys = Object.keys(labels).filter((k) => path === k || path.startsWith(k + "."));
+  const label = keys.length ? labels[keys.reduce((a, b) => (b.length > a.length ? b : a))] : path;
+  return `${label}：${text}`;
+}
+
 export function errorText(error, labels = {}) {
   // An error's Chinese message and, for a refused request, what was wrong with which field (named by ``labels``).
   const message = (error && error.message) || "操作失败";
-  const named = (path) => {  // the label of the longest field path that holds this one
-    const keys = Object.keys(labels).filter((k) => path === k || path.startsWith(k + "."));
-    return keys.length ? labels[keys.reduce((a, b) => (b.length > a.length ? b : a))] : path;
-  };
-  const details = fieldErrors(error && error.errors).map(([path, text]) => `${named(path)}${text}`);
-  return details.length ? `${message}：${details.join("；")}` : message;
+  const details = fieldErrors(error && error.errors).map(([path, text]) => fieldLabelled(path, text, labels));
+  return details.length ? `${message}（${details.join("；")}）` : message;
 }
 
 export const $ = (id) => document.getElementById(id);

@@ -59,7 +59,7 @@ def actions() -> ActionService:
 def _cursor_id(cursor: str | None) -> int | None:
     value = (decode_cursor(cursor) or {}).get("id")
     if value is not None and not isinstance(value, int):
-        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["invalid cursor"]})
+        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["游标无效"]})
     return value
 
 

@@ -78,7 +78,7 @@ class AdminService:
             try:
                 uow.commit()
             except IntegrityError as exc:
-                raise ApiError(409, "institution_code_taken", "单位编码已存在", errors={"code": ["taken"]}) from exc
+                raise ApiError(409, "institution_code_taken", "单位编码已存在", errors={"code": ["已被使用"]}) from exc
             return institution_view(row)
 
     def list_institutions(self, principal: Principal, after_id: int, limit: int) -> list[dict[str, Any]]:
@@ -119,7 +119,7 @@ class AdminService:
                 self._announce_departments(uow, institution)
                 uow.commit()
             except IntegrityError as exc:
-                raise ApiError(409, "department_code_taken", "部门编码已存在", errors={"code": ["taken"]}) from exc
+                raise ApiError(409, "department_code_taken", "部门编码已存在", errors={"code": ["已被使用"]}) from exc
             return department_view(row)
 
     def list_departments(self, principal: Principal, institution_id: int) -> list[dict[str, Any]]:
@@ -140,7 +140,8 @@ class AdminService:
         """
         text = decode_csv(body)
         if "\x00" in text:
-            raise roster_error("roster_invalid", "名册文件包含空字符，请另存为 CSV 后重试", 1, {"_file": ["NUL"]})
+            raise roster_error("roster_invalid", "名册文件包含空字符，请另存为 CSV 后重试", 1,
+                               {"_file": ["包含空字符"]})
         reader = csv.reader(io.StringIO(text))
         try:
             header = [h.strip().lower() for h in next(reader, [])]
@@ -236,7 +237,8 @@ class AdminService:
                 )
             ).one_or_none()
             if entry is None:
-                raise ApiError(404, "roster_entry_not_found", "名册中没有该工号", errors={"employee_no": ["not found"]})
+                raise ApiError(404, "roster_entry_not_found", "名册中没有该工号",
+                               errors={"employee_no": ["名册中没有该工号"]})
             if entry.user_id is not None:
                 raise ApiError(409, "roster_entry_taken", "该员工已绑定微信账号")
             expires_at = clock.now() + INVITE_TTL
@@ -323,16 +325,17 @@ class AdminService:
                      institution_id: int | None, role: str = "admin") -> dict[str, Any]:
         """Create an admin account; ``principal`` is None only for the CLI and the demo seed."""
         if role not in ("admin", "province_admin"):
-            raise ApiError(422, "validation_error", "角色无效", errors={"role": ["admin or province_admin"]})
+            raise ApiError(422, "validation_error", "角色无效", errors={"role": ["应为 admin 或 province_admin"]})
         if principal is not None and role == "province_admin" and not principal.is_province_admin:
             raise ApiError(403, "forbidden_role", "只有省级管理员可以创建省级管理员")
         if role == "admin" and institution_id is None:
-            raise ApiError(422, "validation_error", "单位管理员必须指定单位", errors={"institution_id": ["required"]})
+            raise ApiError(422, "validation_error", "单位管理员必须指定单位",
+                           errors={"institution_id": ["缺少必填字段"]})
         if role == "province_admin":
             institution_id = None
         if len(password) < MIN_PASSWORD_LENGTH:
             raise ApiError(422, "validation_error", f"密码至少 {MIN_PASSWORD_LENGTH} 位",
-                           errors={"password": [f"at least {MIN_PASSWORD_LENGTH} characters"]})
+                           errors={"password": [f"至少 {MIN_PASSWORD_LENGTH} 个字符"]})
         password_hash = passwords.hash(password)
         with self.db.uow() as uow:
             if institution_id is not None:
@@ -345,7 +348,7 @@ class AdminService:
             try:
                 uow.commit()
             except IntegrityError as exc:
-                raise ApiError(409, "username_taken", "用户名已存在", errors={"username": ["taken"]}) from exc
+                raise ApiError(409, "username_taken", "用户名已存在", errors={"username": ["已被使用"]}) from exc
             return admin_account_view(row)
 
     def count_institutions(self) -> int:

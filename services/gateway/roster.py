@@ -34,7 +34,7 @@ def decode_csv(body: bytes) -> str:
             return body.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise roster_error("roster_encoding", "名册文件编码无法识别，请另存为 UTF-8 CSV", 1, {"_file": ["encoding"]})
+    raise roster_error("roster_encoding", "名册文件编码无法识别，请另存为 UTF-8 CSV", 1, {"_file": ["无法识别的编码"]})
 
 
 Rows = list[dict[str, Any]]
@@ -67,7 +67,7 @@ def parse_rows(reader: Any, width: int, departments: dict[str, int]) -> tuple[Ro
         if not 1 <= len(name) <= 64:
             problems.setdefault("name", []).append("须为 1-64 个字")
         if not PHONE.match(phone):
-            problems.setdefault("phone", []).append("须为 11 位手机号（可带 +86）")
+            problems.setdefault("phone", []).append("不是有效的手机号（11 位，1 开头、第二位 3-9，可带 +86）")
         elif phone in seen_phones:
             problems.setdefault("phone", []).append(f"与第 {seen_phones[phone]} 行手机号重复")
         if department_code not in departments:

@@ -285,7 +285,7 @@ class AuthService:
                 ).one_or_none()
                 if invite is None or invite.used_at is not None or invite.expires_at <= clock.now():
                     raise ApiError(422, "invite_code_invalid", "邀请码无效或已过期",
-                                   errors={"invite_code": ["invalid, used or expired"]})
+                                   errors={"invite_code": ["无效、已使用或已过期"]})
                 entry = uow.session.get(RosterEntry, invite.roster_entry_id)
             taken = ApiError(409, "roster_entry_taken", "该员工身份已被其他微信账号绑定")
             # A roster import of this institution and this bind take turns (see AdminService.import_roster).
@@ -308,7 +308,7 @@ class AuthService:
                 update(Invite).where(Invite.id == invite.id, Invite.used_at.is_(None)).values(used_at=now)
             ).rowcount:
                 raise ApiError(422, "invite_code_invalid", "邀请码无效或已过期",
-                               errors={"invite_code": ["invalid, used or expired"]})
+                               errors={"invite_code": ["无效、已使用或已过期"]})
             nickname = entry.nickname or user.nickname
             if not uow.session.execute(
                 update(User).where(User.id == user.id, User.bound_at.is_(None)).values(

@@ -65,7 +65,7 @@ def page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
 def after_id(cursor: str | None) -> int:
     value = (decode_cursor(cursor) or {}).get("after", 0)
     if not isinstance(value, int):
-        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["invalid cursor"]})
+        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["游标无效"]})
     return value
 
 

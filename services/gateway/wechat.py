@@ -120,7 +120,7 @@ class WeChatClient:
                 continue
             if errcode == 40029:
                 raise ApiError(422, "phone_code_invalid", "手机号授权已失效，请重新授权",
-                               errors={"phone_code": ["invalid or used"]})
+                               errors={"phone_code": ["无效或已使用"]})
             if errcode:
                 log.warning("wechat phone number failed", extra={"errcode": errcode})
                 raise UNAVAILABLE

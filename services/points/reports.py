@@ -40,7 +40,7 @@ def stats(db: Database, principal: Principal, institution_id: int | None, first:
     first = first or last - timedelta(days=29)
     if first > last or (last - first).days >= MAX_DAYS:
         raise ApiError(422, "validation_error", f"统计区间须在 1 至 {MAX_DAYS} 天之间",
-                       errors={"query": {"from": ["invalid range"]}})
+                       errors={"query": {"from": ["起止日期无效"]}})
     key = GROUPS[group_by]
     query = (
         select(key, func.coalesce(func.sum(LedgerEntry.points), 0), func.coalesce(func.sum(LedgerEntry.carbon_g), 0),
@@ -74,7 +74,7 @@ def monthly_rows(db: Database, principal: Principal, month: str, institution_id:
     """One row per employee who earned or lost points in ``month`` (YYYY-MM, Asia/Shanghai), most points first."""
     institution_id = _scope(principal, institution_id)
     if institution_id is None:
-        raise ApiError(422, "validation_error", "请指定单位", errors={"query": {"institution_id": ["required"]}})
+        raise ApiError(422, "validation_error", "请指定单位", errors={"query": {"institution_id": ["缺少必填字段"]}})
     period = period_of("month", date.fromisoformat(month + "-01"))
     with db.reader() as uow:
         sums = uow.session.execute(

@@ -113,7 +113,7 @@ class MyLedger(MethodView):
         """The caller's ledger, newest first: every change of points says why."""
         before = (decode_cursor(args["cursor"]) or {}).get("before")
         if before is not None and (not isinstance(before, int) or isinstance(before, bool)):
-            raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["invalid cursor"]})
+            raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["游标无效"]})
         items = ledger_page(_db(), current_principal().user_id, before, args["limit"])
         next_cursor = encode_cursor({"before": items[-1]["id"]}) if len(items) == args["limit"] else None
         return {"items": items, "next_cursor": next_cursor}
@@ -126,7 +126,7 @@ def _institution_in_scope(requested: int | None) -> int:
         principal.ensure_bound()
     institution_id = requested if requested is not None else principal.institution_id
     if institution_id is None:
-        raise ApiError(422, "validation_error", "请指定单位", errors={"institution_id": ["required"]})
+        raise ApiError(422, "validation_error", "请指定单位", errors={"institution_id": ["缺少必填字段"]})
     principal.ensure_institution(institution_id)
     return institution_id
 
@@ -145,7 +145,7 @@ class Leaderboards(MethodView):
         if args["scope"] == "department":
             requested = args["scope_id"] if args["scope_id"] is not None else principal.department_id
             if requested is None:
-                raise ApiError(422, "validation_error", "请指定部门", errors={"scope_id": ["required"]})
+                raise ApiError(422, "validation_error", "请指定部门", errors={"scope_id": ["缺少必填字段"]})
             department = department_of(_db(), requested)
             institution_id = _institution_in_scope(department.institution_id)
             department_id = department.id

@@ -51,7 +51,7 @@ def redemptions() -> RedemptionService:
 def _cursor(cursor: str | None, name: str) -> int | None:
     value = (decode_cursor(cursor) or {}).get(name)
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["invalid cursor"]})
+        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["游标无效"]})
     return value
 
 

@@ -126,6 +126,12 @@ def test_an_admin_runs_the_institution_from_the_console(
     assert saved.startswith("\ufeff工号,昵称,部门,积分") and "E1008" in saved
     page.click("a[href='#/devices']")
     page.wait_for_selector("select[name=kind]")
+    page.fill("input[name=name]", "二楼大厅屏幕")
+    page.click("button:has-text('生成凭证')")
+    page.wait_for_selector("td:has-text('二楼大厅屏幕')")  # listed, and its credential shown this once
+    token = page.text_content("#credential .secret")
+    assert page.text_content("#credential .address").endswith(f"/screen/{pilot.institution_id}#token={token}")
+    assert api.get(f"/api/points/screens/{pilot.institution_id}", token=token).status_code == 200
     snap(page, artifacts, "devices")
     assert errors == []
     page.close()
@@ -246,4 +252,51 @@ def test_an_institution_admin_sees_only_their_institution_and_the_province_admin
     page.wait_for_selector("#rewards:has-text('南昌帆布袋')")
     assert "本单位水杯" not in page.text_content("#rewards")
     assert page.is_enabled("#institution")
+    page.close()
+
+
+def test_expired_tokens_refresh_once_and_an_ended_session_signs_in_back_to_its_page(
+        browser, api, pilot, live_server):
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    refreshes = []
+    page.on("request", lambda r: refreshes.append(r) if r.url.endswith("/api/auth/refresh") else None)
+    previews = []
+    page.on("request", lambda r: previews.append(r) if r.url.endswith("/rules/preview") else None)
+    sign_in(page, live_server)
+    page.wait_for_selector("#versions", state="attached")
+    page.wait_for_timeout(400)  # the first preview of the rules page
+    page.fill("input[name=quantity]", "12")  # a preview is due in 250 ms ...
+    page.click("a[href='#/rewards']")  # ... but the admin leaves the rules page first
+    page.wait_for_selector("#rewards")
+    seen = len(previews)
+    page.wait_for_timeout(400)
+    assert len(previews) == seen  # no preview for a page no longer shown
+
+    # The access token lapses: the statistics page's three calls share one refresh (a second use of the
+    # rotated refresh token would revoke the session).
+    page.evaluate("() => sessionStorage.setItem('lvbao.admin.access', 'expired')")
+    page.click("a[href='#/stats']")
+    page.wait_for_selector("text=下载月度 CSV")
+    assert len(refreshes) == 1
+    page.click("a[href='#/rewards']")
+    page.wait_for_selector("#rewards")
+    assert page.is_visible("#menu") and page.text_content("#who") == "admin"
+
+    # Signed out elsewhere: the next call ends the session; signing in again returns to the page.
+    tokens = page.evaluate("() => [sessionStorage.getItem('lvbao.admin.access'), "
+                           "sessionStorage.getItem('lvbao.admin.refresh')]")
+    assert api.post("/api/auth/logout", token=tokens[0], json={"refresh_token": tokens[1]}).status_code == 204
+    page.evaluate("() => sessionStorage.setItem('lvbao.admin.access', 'expired')")
+    page.click("a[href='#/stations']")
+    page.wait_for_selector("#toast:has-text('登录已失效，请重新登录')")
+    assert page.evaluate("location.hash") == "#/stations"
+    assert page.is_hidden("#menu") and page.text_content("#who") == "" and page.text_content("#scope") == ""
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", PROVINCE_PASSWORD)
+    page.click("button:has-text('登录')")
+    page.wait_for_selector("#stations")
+    assert page.evaluate("location.hash") == "#/stations" and page.text_content("#who") == "admin"
+    assert errors == []
     page.close()

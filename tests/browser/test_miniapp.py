@@ -86,7 +86,7 @@ def test_a_new_employee_gets_from_login_to_a_pickup_qr(
     page.select_option("select", "bike")
     page.fill("input[type=number]", "5000")  # refused: the toast says which field and why
     page.click("button:has-text('提交')")
-    page.wait_for_selector("#toast:has-text('请求参数有误：距离')")
+    page.wait_for_selector("#toast:has-text('请求参数有误（距离：应大于 0')")
     assert page.locator("#action-status").count() == 0
     snap(page, artifacts, "commute-refused")
     page.route("**/api/activities/actions", drop_first)

@@ -1,16 +1,58 @@
 // The admin console: rules (with a live preview of the receipt), stations, rewards, roster import, the review
 // queue, devices and statistics, over the public API. An institution admin works in their institution; the
 // province admin picks one. Tokens live in sessionStorage and are refreshed once when they expire.
-import { ApiError, card, el, errorText, fieldErrors, pageChanged, toast } from "/web/common.js";
+import { ApiError, card, el, errorText, fieldErrors, fieldLabelled, pageChanged, toast, toastOnNextPage } from "/web/common.js";
 
 const KEYS = { access: "lvbao.admin.access", refresh: "lvbao.admin.refresh" };
 const TYPES = { commute: "绿色出行", clean_plate: "光盘行动", waste_sorting: "垃圾分类", ev_charging: "新能源充电" };
 const page = document.getElementById("page");
-const state = { me: null, institutionId: null, institutions: [] };
+const state = { me: null, institutionId: null };
 const stored = (k) => sessionStorage.getItem(k);
 const store = (k, v) => (v === null ? sessionStorage.removeItem(k) : sessionStorage.setItem(k, v));
 
-async function call(method, path, body, { raw = false, contentType = "application/json", retried = false } = {}) {
+// Every route() is a new turn: an answer to a call made in an earlier turn (another page, another institution,
+// before a sign-out) is dropped as Stale, so it can neither be drawn nor speak on the page that came after.
+let turn = 0;
+class Stale extends Error {}
+
+async function call(method, path, body, options = {}) {
+  const mine = turn;
+  const stale = () => mine !== turn && !options.anyTurn;
+  let answer;
+  try {
+    answer = await request(method, path, body, options);
+  } catch (error) {
+    throw stale() ? new Stale() : error;
+  }
+  if (stale()) throw new Stale();
+  return answer;
+}
+
+let refreshing = null;
+function refreshTokens() {
+  // One refresh at a time: refresh tokens rotate, and a second use of a spent one revokes the whole family.
+  if (!refreshing) {
+    refreshing = (async () => {
+      const token = stored(KEYS.refresh);
+      if (!token) return false;
+      let again;
+      try {
+        again = await fetch("/api/auth/refresh", { method: "POST", headers: { "Content-Type": "application/json" },
+                                                   body: JSON.stringify({ refresh_token: token }) });
+      } catch (e) {
+        throw new ApiError(0, { message: "网络不稳定，请稍后重试" });
+      }
+      if (!again.ok) return false;
+      const pair = await again.json();
+      store(KEYS.access, pair.access_token);
+      store(KEYS.refresh, pair.refresh_token);
+      return true;
+    })().finally(() => { refreshing = null; });
+  }
+  return refreshing;
+}
+
+async function request(method, path, body, { raw = false, contentType = "application/json", retried = false } = {}) {
   const headers = { Accept: "application/json" };
   if (stored(KEYS.access)) headers.Authorization = "Bearer " + stored(KEYS.access);
   if (body !== undefined) headers["Content-Type"] = contentType;
@@ -21,17 +63,11 @@ async function call(method, path, body, { raw = false, contentType = "applicatio
   } catch (e) {
     throw new ApiError(0, { message: "网络不稳定，请稍后重试" });
   }
-  if (response.status === 401 && !retried && stored(KEYS.refresh)) {
-    const again = await fetch("/api/auth/refresh", { method: "POST", headers: { "Content-Type": "application/json" },
-                                                   body: JSON.stringify({ refresh_token: stored(KEYS.refresh) }) });
-    if (again.ok) {
-      const pair = await again.json();
-      store(KEYS.access, pair.access_token);
-      store(KEYS.refresh, pair.refresh_token);
-      return call(method, path, body, { raw, contentType, retried: true });
-    }
-    store(KEYS.access, null);
-    location.hash = "#/login";
+  if (response.status === 401 && !retried && headers.Authorization) {
+    if (await refreshTokens()) return request(method, path, body, { raw, contentType, retried: true });
+    // The session has ended (refresh refused): sign in again, then back to this page.
+    if (stored(KEYS.access)) signOut("登录已失效，请重新登录");  // once, however many calls were waiting
+    throw new Stale();
   }
   if (!response.ok) {
     let problem = null;
@@ -100,7 +136,7 @@ function form(fields, submitText, onSubmit) {
     try {
       await onSubmit(inputs);
     } catch (error) {
-      markFields(f, fields, inputs, error);
+      if (!(error instanceof Stale)) markFields(f, fields, inputs, error);
     } finally {
       submit.disabled = false;
     }
@@ -118,11 +154,11 @@ function markFields(f, specs, inputs, error) {
   for (const [path, text] of fieldErrors(error.errors)) {
     const under = (name) => path === name || path.startsWith(name + ".");
     const spec = specs.find((s) => under(s.name) || (s.api || []).some(under));
-    if (!spec) { rest.push(`${path}：${text}`); continue; }
+    if (!spec) { rest.push(fieldLabelled(path, text)); continue; }
     inputs[spec.name].setAttribute("aria-invalid", "true");
     inputs[spec.name].after(el("small", "field-error", text));
   }
-  toast(rest.length ? `${error.message}：${rest.join("；")}` : error.message);
+  toast(rest.length ? `${error.message}（${rest.join("；")}）` : error.message);
 }
 
 function action(text, onClick, className) {
@@ -130,7 +166,7 @@ function action(text, onClick, className) {
   b.type = "button";
   b.addEventListener("click", async () => {
     b.disabled = true;
-    try { await onClick(); } catch (error) { toast(error.message); } finally { b.disabled = false; }
+    try { await onClick(); } catch (error) { if (!(error instanceof Stale)) toast(errorText(error)); } finally { b.disabled = false; }
   });
   return b;
 }
@@ -160,38 +196,75 @@ function loginPage() {
       const pair = await call("POST", "/api/auth/admin/login", { username: inputs.username.value, password: inputs.password.value });
       store(KEYS.access, pair.access_token);
       store(KEYS.refresh, pair.refresh_token);
-      state.me = null;
+      scoping = null;  // whoever was signed in before, the scope is this admin's
+      session += 1;
       // Back to the page that asked for the sign-in (a bookmark, an expired session), or the rules.
-      const asked = location.hash.replace(/^#\/?/, "");
-      if (asked && asked !== "login" && currentPath() === asked) route();
-      else location.hash = "#/rules";
+      if (currentPath() === "login") location.hash = "#/rules";
+      else route();
     });
   const box = card("管理员登录", f);
   box.classList.add("login");
   page.replaceChildren(box);
 }
 
-async function ensureScope() {
-  if (state.me) return;
-  state.me = await call("GET", "/api/auth/me");
-  document.getElementById("who").textContent = state.me.username || state.me.nickname || "";
+let scoping = null;
+let session = 0;  // bumped by every sign-in and sign-out: a scope loaded for an earlier one is not kept
+function ensureScope() {
+  // Who is signed in and which institution the pages are about: loaded once per sign-in, shared by every route.
+  if (!scoping) {
+    const loading = loadScope().catch((error) => {
+      if (scoping === loading) scoping = null;  // the next route tries again
+      throw error;
+    });
+    scoping = loading;
+  }
+  return scoping;
+}
+
+async function loadScope() {
+  const opts = { anyTurn: true };
+  const mine = session;
+  const me = await call("GET", "/api/auth/me", undefined, opts);
+  const institutions = (me.roles || []).includes("province_admin")
+    ? (await call("GET", "/api/auth/institutions?limit=100", undefined, opts)).items : null;
+  const own = institutions ? null : await call("GET", `/api/auth/institutions/${me.institution_id}`, undefined, opts);
+  if (mine !== session) throw new Stale();
   const scope = document.getElementById("scope");
-  if ((state.me.roles || []).includes("province_admin")) {
-    state.institutions = (await call("GET", "/api/auth/institutions?limit=100")).items;
+  if (institutions) {
     const select = document.createElement("select");
     select.id = "institution";
-    for (const i of state.institutions) select.append(new Option(i.name, i.id));
-    state.institutionId = state.institutions.length ? state.institutions[0].id : null;
+    for (const i of institutions) select.append(new Option(i.name, i.id));
+    state.institutionId = institutions.length ? institutions[0].id : null;
     select.addEventListener("change", async () => {
       state.institutionId = Number(select.value);
-      select.disabled = true;  // one institution's answers at a time: a slower earlier one cannot land on the next
+      select.disabled = true;
       try { await route(); } finally { select.disabled = false; }
     });
     scope.replaceChildren(select);
   } else {
-    state.institutionId = state.me.institution_id;
-    const own = await call("GET", `/api/auth/institutions/${state.institutionId}`);
+    state.institutionId = me.institution_id;
     scope.textContent = own.name;
+  }
+  state.me = me;
+  document.getElementById("who").textContent = me.username || me.nickname || "";
+}
+
+function signOut(why = null) {
+  // Forget the tokens and everything the last admin's pages knew; ``why``: the session ended by itself.
+  turn += 1;
+  session += 1;
+  store(KEYS.access, null);
+  store(KEYS.refresh, null);
+  scoping = null;
+  state.me = null;
+  state.institutionId = null;
+  document.getElementById("scope").replaceChildren();
+  document.getElementById("who").textContent = "";
+  if (why) {
+    toastOnNextPage(why, false);
+    route();  // the sign-in form, on this page's address
+  } else {
+    location.hash = "#/login";
   }
 }
 
@@ -251,6 +324,7 @@ async function rulesPage() {
   const refresh = () => {
     clearTimeout(pending);
     pending = setTimeout(async () => {
+      if (!preview.isConnected) return;  // the admin has left the rules page
       try {
         const rule = ruleFrom(inputs);
         const r = await call("POST", "/api/points/rules/preview",
@@ -258,7 +332,7 @@ async function rulesPage() {
         preview.textContent = `${r.quantity} × ${r.factor_g_per_unit} 克 = ${r.carbon_g} 克 CO₂e → ${r.points} 分`
           + (r.capped ? `（按每日上限，原应 ${r.uncapped_points} 分）` : "");
       } catch (error) {
-        preview.textContent = "无法预览：" + errorText(error, RULE_FIELDS);
+        if (!(error instanceof Stale)) preview.textContent = "无法预览：" + errorText(error, RULE_FIELDS);
       }
     }, 250);
   };
@@ -524,29 +598,34 @@ async function reviewsPage() {
 
 // -- devices -----------------------------------------------------------------------------------------------
 
-async function devicesPage() {
+const DEVICE_KINDS = [["screen", "办公室屏幕"], ["station", "站点平板"], ["operator", "充电运营商"]];
+
+async function devicesPage(credential = null) {
+  // ``credential``: the card of a credential just made, shown with the list it is now in (and never again).
   const items = (await call("GET", `/api/auth/devices?institution_id=${inst()}`)).items;
   const shown = el("div");
+  shown.id = "credential";
   const { form: f } = form([
-    { name: "kind", label: "类型", options: [["screen", "办公室屏幕"], ["station", "站点平板"], ["operator", "充电运营商"]] },
+    { name: "kind", label: "类型", options: DEVICE_KINDS },
     { name: "name", label: "名称" },
   ], "生成凭证", async (inputs) => {
     const made = await call("POST", "/api/auth/devices", { kind: inputs.kind.value, institution_id: inst(), name: inputs.name.value });
     const secret = made.token || `${made.key_id} / ${made.secret}`;
-    const hint = inputs.kind.value === "screen" ? `屏幕地址：/screen/${inst()}#token=${made.token}`
-      : inputs.kind.value === "station" ? `站点地址：/station/<站点编号>#token=${made.token}` : "运营商签名密钥";
-    shown.replaceChildren(card("凭证只显示这一次", el("p", "secret", secret), el("p", "muted", hint)));
-    await devicesPage();
+    const opens = inputs.kind.value === "screen" ? [`在屏幕的浏览器中打开：`, `${location.origin}/screen/${inst()}#token=${made.token}`]
+      : inputs.kind.value === "station" ? [`在站点平板中打开（换成站点编号）：`, `${location.origin}/station/<站点编号>#token=${made.token}`]
+        : ["运营商按接口文档用此密钥签名请求", null];
+    const shownOnce = card("凭证只显示这一次", el("p", "secret", secret), el("p", "muted", opens[0]));
+    if (opens[1]) shownOnce.append(el("p", "secret address", opens[1]));
+    await devicesPage(shownOnce);
   });
   const revoke = (d) => (d.revoked_at ? "已撤销" : action("撤销", async () => {
     await call("DELETE", `/api/auth/devices/${d.id}`);
     toast("已撤销", true);
     await devicesPage();
   }, "danger"));
-  const keep = shown.childNodes.length ? [...shown.childNodes] : [];
-  show("devices", card("设备", table([["name", "名称"], ["kind", "类型"], [(d) => local(d.created_at), "创建"], [revoke, "操作"]], items)),
+  if (credential) shown.append(credential);
+  show("devices", card("设备", table([["name", "名称"], [(d) => Object.fromEntries(DEVICE_KINDS)[d.kind] || d.kind, "类型"], [(d) => local(d.created_at), "创建"], [revoke, "操作"]], items)),
                        card("新设备", f), shown);
-  shown.append(...keep);
 }
 
 // -- statistics --------------------------------------------------------------------------------------------
@@ -635,6 +714,7 @@ function show(path, ...nodes) {
 }
 
 async function route() {
+  turn += 1;
   const path = currentPath();
   const sheet = path.match(/^stations\/(\d+)\/sheet$/);
   const name = sheet ? "stations" : path;
@@ -655,6 +735,7 @@ async function route() {
     await ensureScope();
     await (sheet ? sheetPage(Number(sheet[1])) : ROUTES[name]());
   } catch (error) {
+    if (error instanceof Stale) return;
     show(path, card("出错了", el("p", null, error.message), action("重试", route, "secondary")));
   }
 }
@@ -662,13 +743,8 @@ async function route() {
 document.getElementById("logout").addEventListener("click", async () => {
   // The refresh token is revoked on the server; the access token lapses within its 15 minutes.
   const refresh = stored(KEYS.refresh);
-  if (refresh) await call("POST", "/api/auth/logout", { refresh_token: refresh }).catch(() => null);
-  store(KEYS.access, null);
-  store(KEYS.refresh, null);
-  state.me = null;
-  document.getElementById("scope").replaceChildren();
-  document.getElementById("who").textContent = "";
-  location.hash = "#/login";
+  if (refresh) await call("POST", "/api/auth/logout", { refresh_token: refresh }, { anyTurn: true }).catch(() => null);
+  signOut();
 });
 window.addEventListener("hashchange", route);
 route();

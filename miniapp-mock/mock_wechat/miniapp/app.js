@@ -67,7 +67,7 @@ async function call(method, path, body, { idempotencyKey, as = "json", retried =
   const access = stored(KEYS.access);
   if (access) headers.Authorization = "Bearer " + access;
   const response = await send(method, path, body, headers);
-  if (response.status === 401 && !retried && path !== "/api/auth/refresh") {
+  if (response.status === 401 && !retried && access && path !== "/api/auth/refresh") {  // a session that ended
     if (await refreshTokens()) return call(method, path, body, { idempotencyKey, as, retried: true });
     const expired = new ApiError(401, { code: "unauthorized", message: "登录已失效，请重新登录" });
     signOut(expired.message);
@@ -99,7 +99,9 @@ function signOut(why = null) {
   // ``why``: the session ended by itself (refresh refused); the sign-in page says so and leads back here.
   store(KEYS.access, null);
   store(KEYS.refresh, null);
-  if (why) {
+  if (why && location.hash === "#/login") {
+    toast(why);  // already on the sign-in page: no page change to carry the message to
+  } else if (why) {
     rememberPage();
     toastOnNextPage(why, false);
   } else {
@@ -135,10 +137,11 @@ function button(text, onClick, className) {
   node.type = "button";
   node.addEventListener("click", async () => {
     node.disabled = true;
+    const at = location.hash;
     try {
       await onClick();
     } catch (error) {
-      toast(errorText(error, FIELDS));
+      if (location.hash === at) toast(errorText(error, FIELDS));  // a message stays with the page it is about
     } finally {
       node.disabled = false;
     }
