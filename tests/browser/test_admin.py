@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,22 @@ def test_an_admin_runs_the_institution_from_the_console(
     assert page.text_content("#credential .address").endswith(f"/screen/{pilot.institution_id}#token={token}")
     assert api.get(f"/api/points/screens/{pilot.institution_id}", token=token).status_code == 200
     snap(page, artifacts, "devices")
+    # A credential whose answer comes after the admin moved on is kept for the devices page, not lost.
+    held = []
+    page.route("**/api/auth/devices", lambda route: held.append(route))
+    page.fill("input[name=name]", "三楼屏幕")
+    page.click("button:has-text('生成凭证')")
+    while not held:
+        page.wait_for_timeout(20)
+    page.click("a[href='#/stats']")
+    page.wait_for_selector("text=下载月度 CSV")
+    with page.expect_response("**/api/auth/devices"):
+        held[0].continue_()
+    page.unroute("**/api/auth/devices")
+    page.click("a[href='#/devices']")
+    page.wait_for_selector("td:has-text('三楼屏幕')")
+    later = page.text_content("#credential .secret")
+    assert later != token and api.get(f"/api/points/screens/{pilot.institution_id}", token=later).status_code == 200
     assert errors == []
     page.close()
 
@@ -256,8 +273,14 @@ def test_an_institution_admin_sees_only_their_institution_and_the_province_admin
 
 
 def test_expired_tokens_refresh_once_and_an_ended_session_signs_in_back_to_its_page(
-        browser, api, pilot, live_server):
+        browser, api, pilot, province_token, live_server):
+    other = api.post("/api/auth/institutions", json={"name": "九江市机关事务局", "code": "JJ-JG"},
+                     token=province_token).json()["id"]
     page = browser.new_page(viewport={"width": 1366, "height": 768})
+    # The page's timers run only when the test says (the preview waits 250 ms for typing to stop).
+    start = datetime.now(UTC)
+    page.clock.install(time=start)
+    page.clock.pause_at(start + timedelta(seconds=1))
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     refreshes = []
@@ -266,13 +289,14 @@ def test_expired_tokens_refresh_once_and_an_ended_session_signs_in_back_to_its_p
     page.on("request", lambda r: previews.append(r) if r.url.endswith("/rules/preview") else None)
     sign_in(page, live_server)
     page.wait_for_selector("#versions", state="attached")
-    page.wait_for_timeout(400)  # the first preview of the rules page
-    page.fill("input[name=quantity]", "12")  # a preview is due in 250 ms ...
+    with page.expect_response("**/rules/preview"):
+        page.clock.run_for(300)  # the rules page previews its example
+    page.fill("input[name=quantity]", "12")  # another preview is due in 250 ms ...
     page.click("a[href='#/rewards']")  # ... but the admin leaves the rules page first
     page.wait_for_selector("#rewards")
-    seen = len(previews)
-    page.wait_for_timeout(400)
-    assert len(previews) == seen  # no preview for a page no longer shown
+    page.clock.run_for(1000)
+    page.wait_for_timeout(200)
+    assert len(previews) == 1  # no preview for a page no longer shown
 
     # The access token lapses: the statistics page's three calls share one refresh (a second use of the
     # rotated refresh token would revoke the session).
@@ -284,7 +308,10 @@ def test_expired_tokens_refresh_once_and_an_ended_session_signs_in_back_to_its_p
     page.wait_for_selector("#rewards")
     assert page.is_visible("#menu") and page.text_content("#who") == "admin"
 
-    # Signed out elsewhere: the next call ends the session; signing in again returns to the page.
+    # Signed out elsewhere: the next call ends the session; signing in again returns to the page, and to the
+    # institution the admin was working in.
+    page.select_option("#institution", str(other))
+    page.wait_for_selector("#rewards:has-text('暂无')")
     tokens = page.evaluate("() => [sessionStorage.getItem('lvbao.admin.access'), "
                            "sessionStorage.getItem('lvbao.admin.refresh')]")
     assert api.post("/api/auth/logout", token=tokens[0], json={"refresh_token": tokens[1]}).status_code == 204
@@ -298,5 +325,6 @@ def test_expired_tokens_refresh_once_and_an_ended_session_signs_in_back_to_its_p
     page.click("button:has-text('登录')")
     page.wait_for_selector("#stations")
     assert page.evaluate("location.hash") == "#/stations" and page.text_content("#who") == "admin"
+    assert page.input_value("#institution") == str(other)
     assert errors == []
     page.close()

@@ -52,9 +52,13 @@ function refreshTokens() {
   return refreshing;
 }
 
-async function request(method, path, body, { raw = false, contentType = "application/json", retried = false } = {}) {
+async function request(method, path, body, options = {}) {
+  // options: raw body and its contentType; signedOut (sign-in: no token sent); noRefresh (sign-out: an ended
+  // session is not renewed for it); retried (internal).
+  const { raw = false, contentType = "application/json", retried = false, signedOut = false, noRefresh = false } = options;
   const headers = { Accept: "application/json" };
-  if (stored(KEYS.access)) headers.Authorization = "Bearer " + stored(KEYS.access);
+  const sent = signedOut ? null : stored(KEYS.access);
+  if (sent) headers.Authorization = "Bearer " + sent;
   if (body !== undefined) headers["Content-Type"] = contentType;
   let response;
   try {
@@ -63,8 +67,10 @@ async function request(method, path, body, { raw = false, contentType = "applica
   } catch (e) {
     throw new ApiError(0, { message: "网络不稳定，请稍后重试" });
   }
-  if (response.status === 401 && !retried && headers.Authorization) {
-    if (await refreshTokens()) return request(method, path, body, { raw, contentType, retried: true });
+  if (response.status === 401 && !retried && sent && !noRefresh) {
+    const again = { ...options, retried: true };
+    if (stored(KEYS.access) && stored(KEYS.access) !== sent) return request(method, path, body, again);  // renewed meanwhile
+    if (await refreshTokens()) return request(method, path, body, again);
     // The session has ended (refresh refused): sign in again, then back to this page.
     if (stored(KEYS.access)) signOut("登录已失效，请重新登录");  // once, however many calls were waiting
     throw new Stale();
@@ -193,7 +199,8 @@ const numberOrNull = (v) => (v === "" ? null : Number(v));
 function loginPage() {
   const { form: f } = form([{ name: "username", label: "用户名" }, { name: "password", label: "密码", type: "password" }],
     "登录", async (inputs) => {
-      const pair = await call("POST", "/api/auth/admin/login", { username: inputs.username.value, password: inputs.password.value });
+      const pair = await call("POST", "/api/auth/admin/login", { username: inputs.username.value, password: inputs.password.value },
+                              { signedOut: true });
       store(KEYS.access, pair.access_token);
       store(KEYS.refresh, pair.refresh_token);
       scoping = null;  // whoever was signed in before, the scope is this admin's
@@ -234,7 +241,9 @@ async function loadScope() {
     const select = document.createElement("select");
     select.id = "institution";
     for (const i of institutions) select.append(new Option(i.name, i.id));
-    state.institutionId = institutions.length ? institutions[0].id : null;
+    const back = resume && resume.admin === (me.username || me.id) && institutions.some((i) => i.id === resume.institutionId);
+    state.institutionId = back ? resume.institutionId : institutions.length ? institutions[0].id : null;
+    select.value = String(state.institutionId);
     select.addEventListener("change", async () => {
       state.institutionId = Number(select.value);
       select.disabled = true;
@@ -246,11 +255,15 @@ async function loadScope() {
     scope.textContent = own.name;
   }
   state.me = me;
+  resume = null;
   document.getElementById("who").textContent = me.username || me.nickname || "";
 }
 
+let resume = null;  // after a session ended by itself: who it was and which institution they were in
+
 function signOut(why = null) {
   // Forget the tokens and everything the last admin's pages knew; ``why``: the session ended by itself.
+  resume = why && state.me ? { admin: state.me.username || state.me.id, institutionId: state.institutionId } : null;
   turn += 1;
   session += 1;
   store(KEYS.access, null);
@@ -467,8 +480,9 @@ async function sheetPage(stationId) {
     action("生成", render, "secondary"), " ", action("打印", () => window.print()), " ",
     action("返回站点", () => { location.hash = "#/stations"; }, "secondary"));
   controls.classList.add("no-print");
-  start.addEventListener("change", () => render().catch((e) => toast(e.message)));
-  count.addEventListener("change", () => render().catch((e) => toast(e.message)));
+  const rerender = () => render().catch((e) => { if (!(e instanceof Stale)) toast(errorText(e)); });
+  start.addEventListener("change", rerender);
+  count.addEventListener("change", rerender);
   show(`stations/${stationId}/sheet`, controls, pages);
   await render();
 }
@@ -598,6 +612,7 @@ async function reviewsPage() {
 
 // -- devices -----------------------------------------------------------------------------------------------
 
+let unseen = null;
 const DEVICE_KINDS = [["screen", "办公室屏幕"], ["station", "站点平板"], ["operator", "充电运营商"]];
 
 async function devicesPage(credential = null) {
@@ -609,20 +624,24 @@ async function devicesPage(credential = null) {
     { name: "kind", label: "类型", options: DEVICE_KINDS },
     { name: "name", label: "名称" },
   ], "生成凭证", async (inputs) => {
-    const made = await call("POST", "/api/auth/devices", { kind: inputs.kind.value, institution_id: inst(), name: inputs.name.value });
+    // Made with anyTurn: a credential is shown only once, so its answer is kept even if the admin moved on.
+    const made = await call("POST", "/api/auth/devices", { kind: inputs.kind.value, institution_id: inst(), name: inputs.name.value },
+                            { anyTurn: true });
     const secret = made.token || `${made.key_id} / ${made.secret}`;
     const opens = inputs.kind.value === "screen" ? [`在屏幕的浏览器中打开：`, `${location.origin}/screen/${inst()}#token=${made.token}`]
       : inputs.kind.value === "station" ? [`在站点平板中打开（换成站点编号）：`, `${location.origin}/station/<站点编号>#token=${made.token}`]
         : ["运营商按接口文档用此密钥签名请求", null];
     const shownOnce = card("凭证只显示这一次", el("p", "secret", secret), el("p", "muted", opens[0]));
     if (opens[1]) shownOnce.append(el("p", "secret address", opens[1]));
-    await devicesPage(shownOnce);
+    if (currentPath() === "devices") await devicesPage(shownOnce);
+    else unseen = shownOnce;  // shown when the devices page is next opened
   });
   const revoke = (d) => (d.revoked_at ? "已撤销" : action("撤销", async () => {
     await call("DELETE", `/api/auth/devices/${d.id}`);
     toast("已撤销", true);
     await devicesPage();
   }, "danger"));
+  if (!credential && unseen) [credential, unseen] = [unseen, null];
   if (credential) shown.append(credential);
   show("devices", card("设备", table([["name", "名称"], [(d) => Object.fromEntries(DEVICE_KINDS)[d.kind] || d.kind, "类型"], [(d) => local(d.created_at), "创建"], [revoke, "操作"]], items)),
                        card("新设备", f), shown);
@@ -743,7 +762,9 @@ async function route() {
 document.getElementById("logout").addEventListener("click", async () => {
   // The refresh token is revoked on the server; the access token lapses within its 15 minutes.
   const refresh = stored(KEYS.refresh);
-  if (refresh) await call("POST", "/api/auth/logout", { refresh_token: refresh }, { anyTurn: true }).catch(() => null);
+  if (refresh) {
+    await call("POST", "/api/auth/logout", { refresh_token: refresh }, { anyTurn: true, noRefresh: true }).catch(() => null);
+  }
   signOut();
 });
 window.addEventListener("hashchange", route);
