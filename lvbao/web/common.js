@@ -71,6 +71,39 @@ export function errorText(error, labels = {}) {
   return details.length ? `${message}（${details.join("；")}）` : message;
 }
 
+export function tokenRefresher(readRefresh, keepPair, timeoutMs = 10000) {
+  // A refresh of a signed-in person's token pair that runs one at a time: refresh tokens rotate, and a spent
+  // one presented again revokes the whole family. Resolves true when ``keepPair`` got a new pair, false when
+  // there is none to refresh or the server refused (the session has ended).
+  let refreshing = null;
+  return () => {
+    if (!refreshing) {
+      refreshing = (async () => {
+        const token = readRefresh();
+        if (!token) return false;
+        const controller = new AbortController();
+        const timer = setTimeout(() => controller.abort(), timeoutMs);
+        let response;
+        try {
+          response = await fetch("/api/auth/refresh", {
+            method: "POST", cache: "no-store", signal: controller.signal,
+            headers: { "Content-Type": "application/json", Accept: "application/json" },
+            body: JSON.stringify({ refresh_token: token }),
+          });
+        } catch (e) {
+          throw new ApiError(0, { code: "network", message: "网络不稳定，请稍后重试" });
+        } finally {
+          clearTimeout(timer);
+        }
+        if (!response.ok) return false;
+        keepPair(await response.json());
+        return true;
+      })().finally(() => { refreshing = null; });
+    }
+    return refreshing;
+  };
+}
+
 export const $ = (id) => document.getElementById(id);
 
 export function el(tag, className, text) {

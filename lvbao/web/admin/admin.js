@@ -1,7 +1,9 @@
 // The admin console: rules (with a live preview of the receipt), stations, rewards, roster import, the review
 // queue, devices and statistics, over the public API. An institution admin works in their institution; the
 // province admin picks one. Tokens live in sessionStorage and are refreshed once when they expire.
-import { ApiError, card, el, errorText, fieldErrors, fieldLabelled, pageChanged, toast, toastOnNextPage } from "/web/common.js";
+import {
+  ApiError, card, el, errorText, fieldErrors, fieldLabelled, pageChanged, toast, toastOnNextPage, tokenRefresher,
+} from "/web/common.js";
 
 const KEYS = { access: "lvbao.admin.access", refresh: "lvbao.admin.refresh" };
 const TYPES = { commute: "绿色出行", clean_plate: "光盘行动", waste_sorting: "垃圾分类", ev_charging: "新能源充电" };
@@ -28,29 +30,10 @@ async function call(method, path, body, options = {}) {
   return answer;
 }
 
-let refreshing = null;
-function refreshTokens() {
-  // One refresh at a time: refresh tokens rotate, and a second use of a spent one revokes the whole family.
-  if (!refreshing) {
-    refreshing = (async () => {
-      const token = stored(KEYS.refresh);
-      if (!token) return false;
-      let again;
-      try {
-        again = await fetch("/api/auth/refresh", { method: "POST", headers: { "Content-Type": "application/json" },
-                                                   body: JSON.stringify({ refresh_token: token }) });
-      } catch (e) {
-        throw new ApiError(0, { message: "网络不稳定，请稍后重试" });
-      }
-      if (!again.ok) return false;
-      const pair = await again.json();
-      store(KEYS.access, pair.access_token);
-      store(KEYS.refresh, pair.refresh_token);
-      return true;
-    })().finally(() => { refreshing = null; });
-  }
-  return refreshing;
-}
+const refreshTokens = tokenRefresher(() => stored(KEYS.refresh), (pair) => {
+  store(KEYS.access, pair.access_token);
+  store(KEYS.refresh, pair.refresh_token);
+});
 
 async function request(method, path, body, options = {}) {
   // options: raw body and its contentType; signedOut (sign-in: no token sent); noRefresh (sign-out: an ended

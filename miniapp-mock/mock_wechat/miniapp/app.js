@@ -1,7 +1,7 @@
 // The mini-program stand-in: the WeChat mini-program's pages as a phone-sized web app that calls only the
 // public API. `wx.login` is the mock WeChat's /mock/login (this browser keeps one WeChat identity, its openid),
 // the getPhoneNumber button its /mock/phone-code, `wx.scanCode` a text field for the code a scan would return.
-import { ApiError, card, el, errorText, pageChanged, toast, toastOnNextPage } from "/web/common.js";
+import { ApiError, card, el, errorText, pageChanged, toast, toastOnNextPage, tokenRefresher } from "/web/common.js";
 
 const KEYS = { access: "lvbao.mini.access", refresh: "lvbao.mini.refresh", openid: "lvbao.mini.openid",
                after: "lvbao.mini.after" };  // the page to return to after a sign-in it was sent to
@@ -41,24 +41,10 @@ async function send(method, path, body, headers) {
   }
 }
 
-let refreshing = null;
-async function refreshTokens() {
-  // One refresh at a time: refresh tokens rotate, and a spent one presented again revokes the family.
-  if (!refreshing) {
-    refreshing = (async () => {
-      const token = stored(KEYS.refresh);
-      if (!token) return false;
-      const response = await send("POST", "/api/auth/refresh", { refresh_token: token },
-                                  { "Content-Type": "application/json" });
-      if (!response.ok) return false;
-      const pair = await response.json();
-      store(KEYS.access, pair.access_token);
-      store(KEYS.refresh, pair.refresh_token);
-      return true;
-    })().finally(() => { refreshing = null; });
-  }
-  return refreshing;
-}
+const refreshTokens = tokenRefresher(() => stored(KEYS.refresh), (pair) => {
+  store(KEYS.access, pair.access_token);
+  store(KEYS.refresh, pair.refresh_token);
+});
 
 async function call(method, path, body, { idempotencyKey, as = "json", retried = false } = {}) {
   const headers = { Accept: "application/json" };
