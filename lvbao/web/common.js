@@ -64,11 +64,15 @@ export function fieldLabelled(path, text, labels = {}) {
   return `${label}：${text}`;
 }
 
+export function withDetails(message, details) {
+  // "message（detail；detail）", or the message alone.
+  return details.length ? `${message}（${details.join("；")}）` : message;
+}
+
 export function errorText(error, labels = {}) {
   // An error's Chinese message and, for a refused request, what was wrong with which field (named by ``labels``).
-  const message = (error && error.message) || "操作失败";
   const details = fieldErrors(error && error.errors).map(([path, text]) => fieldLabelled(path, text, labels));
-  return details.length ? `${message}（${details.join("；")}）` : message;
+  return withDetails((error && error.message) || "操作失败", details);
 }
 
 export function tokenRefresher(readRefresh, keepPair, timeoutMs = 10000) {

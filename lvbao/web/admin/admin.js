@@ -3,6 +3,7 @@
 // province admin picks one. Tokens live in sessionStorage and are refreshed once when they expire.
 import {
   ApiError, card, el, errorText, fieldErrors, fieldLabelled, pageChanged, toast, toastOnNextPage, tokenRefresher,
+  withDetails,
 } from "/web/common.js";
 
 const KEYS = { access: "lvbao.admin.access", refresh: "lvbao.admin.refresh" };
@@ -147,7 +148,7 @@ function markFields(f, specs, inputs, error) {
     inputs[spec.name].setAttribute("aria-invalid", "true");
     inputs[spec.name].after(el("small", "field-error", text));
   }
-  toast(rest.length ? `${error.message}（${rest.join("；")}）` : error.message);
+  toast(withDetails(error.message, rest));
 }
 
 function action(text, onClick, className) {
@@ -186,8 +187,7 @@ function loginPage() {
                               { signedOut: true });
       store(KEYS.access, pair.access_token);
       store(KEYS.refresh, pair.refresh_token);
-      scoping = null;  // whoever was signed in before, the scope is this admin's
-      session += 1;
+      forgetScope();  // whoever was signed in before, the scope is this admin's
       // Back to the page that asked for the sign-in (a bookmark, an expired session), or the rules.
       if (currentPath() === "login") location.hash = "#/rules";
       else route();
@@ -199,6 +199,11 @@ function loginPage() {
 
 let scoping = null;
 let session = 0;  // bumped by every sign-in and sign-out: a scope loaded for an earlier one is not kept
+function forgetScope() {
+  scoping = null;
+  session += 1;
+}
+
 function ensureScope() {
   // Who is signed in and which institution the pages are about: loaded once per sign-in, shared by every route.
   if (!scoping) {
@@ -248,10 +253,9 @@ function signOut(why = null) {
   // Forget the tokens and everything the last admin's pages knew; ``why``: the session ended by itself.
   resume = why && state.me ? { admin: state.me.username || state.me.id, institutionId: state.institutionId } : null;
   turn += 1;
-  session += 1;
+  forgetScope();
   store(KEYS.access, null);
   store(KEYS.refresh, null);
-  scoping = null;
   state.me = null;
   state.institutionId = null;
   document.getElementById("scope").replaceChildren();
@@ -556,8 +560,7 @@ async function rosterPage() {
     } catch (error) {
       const list = el("ul", "errors");
       for (const row of Array.isArray(error.errors) ? error.errors : []) {
-        const what = Object.entries(row.errors)
-          .map(([k, v]) => `${ROSTER_FIELDS[k] || k}：${[].concat(v).join("，")}`).join("；");
+        const what = fieldErrors(row.errors).map(([path, text]) => fieldLabelled(path, text, ROSTER_FIELDS)).join("；");
         list.append(el("li", null, `第 ${row.row} 行 — ${what}`));
       }
       result.replaceChildren(el("p", "errors", error.message), list);
@@ -597,6 +600,7 @@ async function reviewsPage() {
 
 let unseen = null;
 const DEVICE_KINDS = [["screen", "办公室屏幕"], ["station", "站点平板"], ["operator", "充电运营商"]];
+const DEVICE_KIND_NAMES = Object.fromEntries(DEVICE_KINDS);
 
 async function devicesPage(credential = null) {
   // ``credential``: the card of a credential just made, shown with the list it is now in (and never again).
@@ -626,7 +630,7 @@ async function devicesPage(credential = null) {
   }, "danger"));
   if (!credential && unseen) [credential, unseen] = [unseen, null];
   if (credential) shown.append(credential);
-  show("devices", card("设备", table([["name", "名称"], [(d) => Object.fromEntries(DEVICE_KINDS)[d.kind] || d.kind, "类型"], [(d) => local(d.created_at), "创建"], [revoke, "操作"]], items)),
+  show("devices", card("设备", table([["name", "名称"], [(d) => DEVICE_KIND_NAMES[d.kind] || d.kind, "类型"], [(d) => local(d.created_at), "创建"], [revoke, "操作"]], items)),
                        card("新设备", f), shown);
 }
 
