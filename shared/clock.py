@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
@@ -59,3 +59,19 @@ def as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def local_day(moment: datetime) -> date:
+    """The local (Asia/Shanghai) day ``moment`` falls on: the day every cap and period counts it in."""
+    return moment.astimezone(LOCAL_TZ).date()
+
+
+def local_midnight(day: date) -> datetime:
+    """The start of a local day, as aware UTC."""
+    return datetime.combine(day, time(0), tzinfo=LOCAL_TZ).astimezone(UTC)
+
+
+def local_day_bounds(moment: datetime) -> tuple[datetime, datetime]:
+    """The UTC bounds [start, end) of ``moment``'s local day."""
+    day = local_day(moment)
+    return local_midnight(day), local_midnight(day + timedelta(days=1))

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import UTC
 from typing import Any, ClassVar
 
 import marshmallow as ma
 from marshmallow import fields, validate
-
-from shared.errors import ApiError
 
 _translated = False
 
@@ -94,23 +90,6 @@ def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
         },
         name=name,
     )
-
-
-def encode_cursor(value: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
-    if not cursor:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except ValueError as exc:
-        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["游标无效"]}) from exc
-    if not isinstance(value, dict):
-        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["游标无效"]})
-    return value
 
 
 class PrincipalSchema(ma.Schema):

@@ -5,12 +5,10 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import redis
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 from flask.views import MethodView
 from flask_smorest import Api, Blueprint
 from flask_smorest.spec.plugins import integerconverter2paramschema
@@ -19,39 +17,20 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from shared.auth.guards import current_principal, require_auth
-from shared.auth.tokens import JwksKeySource, KeySource, TokenVerifier
-from shared.config import Settings
-from shared.db import Database
+from shared.current import current_parts, install
 from shared.errors import ApiError, ErrorSchema, error_response, from_http_exception, register_error_handlers
-from shared.infra_models import InfraModels
 from shared.logs import configure_logging
 from shared.metrics import init_metrics
+from shared.parts import ServiceParts
 from shared.schemas import HealthSchema, PrincipalSchema, translate_validation_messages
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
 
 
-@dataclass
-class ServiceContext:
-    """The per-app objects views and use cases reach through ``current_app.extensions["lvbao"]``."""
-
-    name: str
-    settings: Settings
-    db: Database
-    redis: redis.Redis
-    verifier: TokenVerifier
-    models: InfraModels
-    extra: dict[str, Any]
-
-
 def public_prefix(service: str) -> str:
     """Where a service answers behind the single entry point (the gateway is /api/auth)."""
     return "/api/auth" if service == "gateway" else f"/api/{service}"
-
-
-def current_service() -> ServiceContext:
-    return current_app.extensions["lvbao"]
 
 
 class IdConverter(IntegerConverter):
@@ -77,14 +56,6 @@ def decimal_bounds_as_numbers(self, field, ret, **_kwargs) -> dict[str, Any]:
             for key in ("minimum", "maximum") if isinstance(ret.get(key), Decimal)}
 
 
-def make_redis(settings: Settings) -> redis.Redis:
-    if not settings.redis_url:
-        raise RuntimeError("LVBAO_REDIS_URL is not set (make run starts an embedded Redis and sets it)")
-    return redis.Redis.from_url(
-        settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
-    )
-
-
 def init_request_ids(app: Flask) -> None:
     """Take the caller's (or nginx's) X-Request-Id when it looks sane, else make one; echo it back."""
 
@@ -99,18 +70,9 @@ def init_request_ids(app: Flask) -> None:
         return response
 
 
-def create_service_app(
-    name: str,
-    *,
-    settings: Settings,
-    db: Database,
-    models: InfraModels,
-    blueprints: Iterable[Blueprint],
-    description: str,
-    key_source: KeySource | None = None,
-    redis_client: redis.Redis | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Flask:
+def create_service_app(parts: ServiceParts, blueprints: Iterable[Blueprint]) -> Flask:
+    """The Flask app serving one service's parts (its composition root, see shared.parts)."""
+    settings, name = parts.settings, parts.name
     configure_logging(settings.log_level, settings.log_json)
     translate_validation_messages()
     app = Flask(f"lvbao.{name}")
@@ -124,7 +86,7 @@ def create_service_app(
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         API_SPEC_OPTIONS={
-            "info": {"description": description},
+            "info": {"description": parts.description},
             "servers": [{"url": public_prefix(name)}],
             "components": {
                 "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
@@ -134,20 +96,7 @@ def create_service_app(
     app.json.ensure_ascii = False
     if settings.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)  # type: ignore[method-assign]
-    verifier = TokenVerifier(
-        key_source or JwksKeySource(settings.jwks_url, cache_seconds=settings.jwks_cache_seconds),
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-    )
-    app.extensions["lvbao"] = ServiceContext(
-        name=name,
-        settings=settings,
-        db=db,
-        redis=redis_client or make_redis(settings),
-        verifier=verifier,
-        models=models,
-        extra=extra or {},
-    )
+    install(app, parts)
 
     init_request_ids(app)
     app.url_map.converters["id"] = IdConverter
@@ -172,7 +121,7 @@ def _health_blueprint() -> Blueprint:
         @blp.response(200, HealthSchema)
         def get(self):
             """The process is up."""
-            return {"status": "ok", "service": current_service().name}
+            return {"status": "ok", "service": current_parts().name}
 
     @blp.route("/readyz")
     class Readyz(MethodView):
@@ -180,7 +129,7 @@ def _health_blueprint() -> Blueprint:
         @blp.alt_response(503, schema=ErrorSchema, description="A dependency is unreachable")
         def get(self):
             """The database and Redis answer."""
-            ctx = current_service()
+            ctx = current_parts()
             problems = {}
             try:
                 ctx.db.ping()
@@ -208,7 +157,7 @@ def _whoami_blueprint() -> Blueprint:
             """Who the bearer token says the caller is (any valid user or device token)."""
             p = current_principal()
             return {
-                "service": current_service().name,
+                "service": current_parts().name,
                 "subject": p.subject,
                 "token_type": p.token_type,
                 "roles": sorted(p.roles),

@@ -127,53 +127,7 @@ def leaderboard(redis: Redis, institution_id: int, period_kind: str, department_
     return json.loads(leaderboard_json(redis, institution_id, period_kind, department_id, limit, me_user_id))
 
 
-def department_of(db: Database, department_id: int) -> Department:
-    with db.reader() as uow:
-        department = uow.session.get(Department, department_id)
-    if department is None:
-        raise ApiError(404, "department_not_found", "部门不存在")
-    return department
-
-
 METRICS = ("total", "per_capita", "participation")
-
-
-def department_ranking(db: Database, redis: Redis, institution_id: int, period_kind: str, metric: str
-                       ) -> dict[str, Any]:
-    """Departments ranked by points (``total``), points per head of the roster (``per_capita``) or the share
-    of the roster with points this period (``participation``): the last two let small departments win."""
-    period = current(period_kind)
-    keys = BoardKeys(institution_id)
-    with db.reader() as uow:
-        departments = uow.session.scalars(
-            select(Department).where(Department.institution_id == institution_id).order_by(Department.id)).all()
-    board = keys.departments(period.key)
-    pipe = redis.pipeline(transaction=False)
-    pipe.zrange(board, 0, -1, withscores=True)
-    pipe.hgetall(keys.carbon(board))
-    for department in departments:
-        pipe.zcount(keys.board(period.key, department.id), "(0", "+inf")
-    points_raw, carbon_raw, *participants = pipe.execute()
-    points = {int(m): int(s) for m, s in points_raw}
-    carbon = {int(f): int(v) for f, v in carbon_raw.items()}
-    items = []
-    for department, active in zip(departments, participants, strict=True):
-        total = points.get(department.id, 0)
-        head = department.headcount
-        per_capita = round(total / head, 2) if head else 0.0
-        participation = round(min(active, head) / head, 4) if head else 0.0
-        value = {"total": total, "per_capita": per_capita, "participation": participation}[metric]
-        items.append({"department_id": department.id, "department": department.name, "points": total,
-                      "carbon_g": carbon.get(department.id, 0), "headcount": head, "participants": active,
-                      "per_capita": per_capita, "participation": participation, "value": value})
-    items.sort(key=lambda item: (-item["value"], item["department_id"]))
-    previous, rank = None, 0
-    for position, item in enumerate(items, start=1):
-        if item["value"] != previous:
-            rank, previous = position, item["value"]
-        item["rank"] = rank
-    return {"period": period_kind, "period_key": period.key, "metric": metric, "institution_id": institution_id,
-            "items": items}
 
 
 def _totals(redis: Redis, keys: BoardKeys, period_kind: str) -> dict[str, Any]:
@@ -184,43 +138,92 @@ def _totals(redis: Redis, keys: BoardKeys, period_kind: str) -> dict[str, Any]:
             "trees": round(carbon / TREE_G_CO2_PER_YEAR, 1)}
 
 
-def screen(db: Database, redis: Redis, institution_id: int, top: int = 10) -> dict[str, Any]:
-    """Everything the office screen shows, in one payload: this week's top individuals and departments, this
-    week's and month's totals with a plain equivalent, and the latest credits without names."""
-    with db.reader() as uow:
-        institution = uow.session.get(Institution, institution_id)
-        name = institution.name if institution is not None else ""
-    keys = BoardKeys(institution_id)
-    ticker = [json.loads(item) for item in redis.lrange(keys.ticker, 0, 9)]
-    return {
-        "institution": {"id": institution_id, "name": name},
-        "generated_at": clock.now(),
-        "week": _totals(redis, keys, "week"),
-        "month": _totals(redis, keys, "month"),
-        "equivalent": {"unit": "tree_year", "g_co2_per_unit": TREE_G_CO2_PER_YEAR, "note": TREE_FACTOR_NOTE},
-        "individuals": leaderboard(redis, institution_id, "week", limit=top),
-        "departments": department_ranking(db, redis, institution_id, "week", "per_capita"),
-        "ticker": ticker,
-    }
+class Boards:
+    """Boards, department rankings, the office screen and an employee's visibility on boards."""
 
+    def __init__(self, db: Database, redis: Redis):
+        self.db = db
+        self.redis = redis
 
-def set_board_visibility(db: Database, redis: Redis, user_id: int, visible: bool) -> dict[str, Any]:
-    """Show or hide the caller on every board (they keep counting for their department)."""
-    with db.uow() as uow:
-        member = uow.session.get(Member, user_id)
-        if member is None:
-            raise ApiError(409, "member_not_ready", "账户信息尚在同步，请稍后再试")
-        member.board_opt_out = not visible
-        note_refresh(uow.session, "member", user_id, member.institution_id)
-        uow.commit()
-    try:
-        apply_pending(db, redis, only=("member", user_id))
-    except Exception as exc:  # noqa: BLE001 - the row stays pending; the relay's sweeper applies it
-        log.warning("board visibility left to the sweeper", extra={"user_id": user_id, "error": str(exc)})
-    return {"visible": visible}
+    def department_of(self, department_id: int) -> Department:
+        with self.db.reader() as uow:
+            department = uow.session.get(Department, department_id)
+        if department is None:
+            raise ApiError(404, "department_not_found", "部门不存在")
+        return department
 
+    def department_ranking(self, institution_id: int, period_kind: str, metric: str
+                           ) -> dict[str, Any]:
+        """Departments ranked by points (``total``), points per head of the roster (``per_capita``) or the share
+        of the roster with points this period (``participation``): the last two let small departments win."""
+        period = current(period_kind)
+        keys = BoardKeys(institution_id)
+        with self.db.reader() as uow:
+            departments = uow.session.scalars(
+                select(Department).where(Department.institution_id == institution_id).order_by(Department.id)).all()
+        board = keys.departments(period.key)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(board, 0, -1, withscores=True)
+        pipe.hgetall(keys.carbon(board))
+        for department in departments:
+            pipe.zcount(keys.board(period.key, department.id), "(0", "+inf")
+        points_raw, carbon_raw, *participants = pipe.execute()
+        points = {int(m): int(s) for m, s in points_raw}
+        carbon = {int(f): int(v) for f, v in carbon_raw.items()}
+        items = []
+        for department, active in zip(departments, participants, strict=True):
+            total = points.get(department.id, 0)
+            head = department.headcount
+            per_capita = round(total / head, 2) if head else 0.0
+            participation = round(min(active, head) / head, 4) if head else 0.0
+            value = {"total": total, "per_capita": per_capita, "participation": participation}[metric]
+            items.append({"department_id": department.id, "department": department.name, "points": total,
+                          "carbon_g": carbon.get(department.id, 0), "headcount": head, "participants": active,
+                          "per_capita": per_capita, "participation": participation, "value": value})
+        items.sort(key=lambda item: (-item["value"], item["department_id"]))
+        previous, rank = None, 0
+        for position, item in enumerate(items, start=1):
+            if item["value"] != previous:
+                rank, previous = position, item["value"]
+            item["rank"] = rank
+        return {"period": period_kind, "period_key": period.key, "metric": metric, "institution_id": institution_id,
+                "items": items}
 
-def board_visibility(db: Database, user_id: int | None) -> dict[str, Any]:
-    with db.reader() as uow:
-        member = uow.session.get(Member, user_id) if user_id is not None else None
-        return {"visible": not (member is not None and member.board_opt_out)}
+    def screen(self, institution_id: int, top: int = 10) -> dict[str, Any]:
+        """Everything the office screen shows, in one payload: this week's top individuals and departments, this
+        week's and month's totals with a plain equivalent, and the latest credits without names."""
+        with self.db.reader() as uow:
+            institution = uow.session.get(Institution, institution_id)
+            name = institution.name if institution is not None else ""
+        keys = BoardKeys(institution_id)
+        ticker = [json.loads(item) for item in self.redis.lrange(keys.ticker, 0, 9)]
+        return {
+            "institution": {"id": institution_id, "name": name},
+            "generated_at": clock.now(),
+            "week": _totals(self.redis, keys, "week"),
+            "month": _totals(self.redis, keys, "month"),
+            "equivalent": {"unit": "tree_year", "g_co2_per_unit": TREE_G_CO2_PER_YEAR, "note": TREE_FACTOR_NOTE},
+            "individuals": leaderboard(self.redis, institution_id, "week", limit=top),
+            "departments": self.department_ranking(institution_id, "week", "per_capita"),
+            "ticker": ticker,
+        }
+
+    def set_visibility(self, user_id: int, visible: bool) -> dict[str, Any]:
+        """Show or hide the caller on every board (they keep counting for their department)."""
+        with self.db.uow() as uow:
+            member = uow.session.get(Member, user_id)
+            if member is None:
+                raise ApiError(409, "member_not_ready", "账户信息尚在同步，请稍后再试")
+            member.board_opt_out = not visible
+            note_refresh(uow.session, "member", user_id, member.institution_id)
+            uow.commit()
+        try:
+            apply_pending(self.db, self.redis, only=("member", user_id))
+        except Exception as exc:  # noqa: BLE001 - the row stays pending; the relay's sweeper applies it
+            log.warning("board visibility left to the sweeper", extra={"user_id": user_id, "error": str(exc)})
+        return {"visible": visible}
+
+    def visibility(self, user_id: int | None) -> dict[str, Any]:
+        with self.db.reader() as uow:
+            member = uow.session.get(Member, user_id) if user_id is not None else None
+            return {"visible": not (member is not None and member.board_opt_out)}

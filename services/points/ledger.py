@@ -22,11 +22,6 @@ log = logging.getLogger("lvbao.points")
 ACTION_SOURCE = "action"
 
 
-def local_day_of(moment: datetime) -> date:
-    """The Asia/Shanghai date of a moment: every period of the product is computed there."""
-    return moment.astimezone(clock.LOCAL_TZ).date()
-
-
 def lock_account(session: Session, user_id: int, institution_id: int) -> Account:
     """The user's account row, locked for this transaction; created first if missing (the first-credit race:
     a concurrent creator makes the insert a no-op, and both then lock the same row)."""
@@ -99,7 +94,7 @@ def award_for_action(uow: UnitOfWork, event: ActionRecorded) -> None:
     action_at = datetime.fromisoformat(event.action_at)
     if action_at.tzinfo is None:
         raise ValueError(f"action {event.action_id}: action_at has no time zone")
-    day = local_day_of(action_at)
+    day = clock.local_day(action_at)
     quantity = parse_quantity(event.quantity)
     rule = rule_in_force(session, event.action_type, event.institution_id, action_at)
     if "reversal" in existing:
@@ -168,26 +163,6 @@ def _earned_between(session: Session, user_id: int, first: date, last: date) -> 
     return {"points": int(points), "carbon_g": int(carbon)}
 
 
-def account_summary(db: Database, user_id: int | None) -> dict[str, Any]:
-    """Balance, totals, and what was earned today and this week (Asia/Shanghai, weeks start Monday)."""
-    today = clock.local_now().date()
-    monday = today - timedelta(days=today.weekday())
-    zero = {"points": 0, "carbon_g": 0}
-    if user_id is None:
-        return {"balance": 0, "lifetime_points": 0, "carbon_g": 0, "today": zero, "week": dict(zero)}
-    with db.reader() as uow:
-        account = uow.session.get(Account, user_id)
-        if account is None:
-            return {"balance": 0, "lifetime_points": 0, "carbon_g": 0, "today": zero, "week": dict(zero)}
-        return {
-            "balance": account.balance,
-            "lifetime_points": account.lifetime_points,
-            "carbon_g": account.carbon_g,
-            "today": _earned_between(uow.session, user_id, today, today),
-            "week": _earned_between(uow.session, user_id, monday, monday + timedelta(days=6)),
-        }
-
-
 def entry_view(entry: LedgerEntry) -> dict[str, Any]:
     return {
         "id": entry.id,
@@ -201,13 +176,38 @@ def entry_view(entry: LedgerEntry) -> dict[str, Any]:
     }
 
 
-def ledger_page(db: Database, user_id: int | None, before_id: int | None, limit: int) -> list[dict[str, Any]]:
-    """A user's entries, newest first, older than ``before_id`` when given."""
-    if user_id is None:
-        return []
-    with db.reader() as uow:
-        query = select(LedgerEntry).where(LedgerEntry.user_id == user_id)
-        if before_id is not None:
-            query = query.where(LedgerEntry.id < before_id)
-        rows = uow.session.scalars(query.order_by(LedgerEntry.id.desc()).limit(limit))
-        return [entry_view(r) for r in rows]
+class Accounts:
+    """An employee's account: balance, totals and the ledger."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def summary(self, user_id: int | None) -> dict[str, Any]:
+        """Balance, totals, and what was earned today and this week (Asia/Shanghai, weeks start Monday)."""
+        today = clock.local_now().date()
+        monday = today - timedelta(days=today.weekday())
+        zero = {"points": 0, "carbon_g": 0}
+        if user_id is None:
+            return {"balance": 0, "lifetime_points": 0, "carbon_g": 0, "today": zero, "week": dict(zero)}
+        with self.db.reader() as uow:
+            account = uow.session.get(Account, user_id)
+            if account is None:
+                return {"balance": 0, "lifetime_points": 0, "carbon_g": 0, "today": zero, "week": dict(zero)}
+            return {
+                "balance": account.balance,
+                "lifetime_points": account.lifetime_points,
+                "carbon_g": account.carbon_g,
+                "today": _earned_between(uow.session, user_id, today, today),
+                "week": _earned_between(uow.session, user_id, monday, monday + timedelta(days=6)),
+            }
+
+    def ledger_page(self, user_id: int | None, after: int | None, limit: int) -> list[dict[str, Any]]:
+        """A user's entries, newest first, continuing past entry ``after`` (older ones) when given."""
+        if user_id is None:
+            return []
+        with self.db.reader() as uow:
+            query = select(LedgerEntry).where(LedgerEntry.user_id == user_id)
+            if after is not None:
+                query = query.where(LedgerEntry.id < after)
+            rows = uow.session.scalars(query.order_by(LedgerEntry.id.desc()).limit(limit))
+            return [entry_view(r) for r in rows]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache
@@ -23,6 +22,7 @@ from shared.db import Database, UnitOfWork
 from shared.errors import ApiError
 from shared.events import RuleVersionPublished
 from shared.outbox import record_event
+from shared.vocabulary import ACTION_TYPES, ActionType
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("default_rules.json")
 DEFAULTS_EFFECTIVE_FROM = datetime.fromisoformat("2020-01-01T00:00:00+08:00")
@@ -32,24 +32,6 @@ EFFECTIVE_FROM_SLACK = timedelta(seconds=60)
 MAX_FACTOR_G = 1_000_000
 MAX_QUANTITY = Decimal(100_000)
 VARIANT_KEYS = {"carbon_g_per_unit", "max_quantity_per_action", "source"}
-
-
-@dataclass(frozen=True)
-class ActionType:
-    name: str
-    unit: str
-    variants: tuple[str, ...]
-
-
-ACTION_TYPES: dict[str, ActionType] = {
-    t.name: t
-    for t in (
-        ActionType("commute", "km", ("walk", "bike", "bus", "metro", "carpool", "ev")),
-        ActionType("clean_plate", "meal", ("default",)),
-        ActionType("waste_sorting", "check_in", ("default",)),
-        ActionType("ev_charging", "kwh", ("default",)),
-    )
-}
 
 
 # -- validation --------------------------------------------------------------------------------------------------
@@ -199,38 +181,6 @@ def rule_view(rule: Rule) -> dict[str, Any]:
     }
 
 
-def _scope_for(principal: Principal, institution_id: int | None) -> int | None:
-    """The scope a caller asks about: an admin's own institution by default, the defaults for the province."""
-    if institution_id is None and not principal.is_province_admin:
-        institution_id = principal.institution_id
-    if institution_id is not None:
-        principal.ensure_institution(institution_id)
-    return institution_id
-
-
-def rules_in_force_now(db: Database, principal: Principal, institution_id: int | None) -> list[dict[str, Any]]:
-    """The rule each action type is credited under now, for an institution (or the province defaults)."""
-    scope = _scope_for(principal, institution_id)
-    at = clock.now()
-    with db.reader() as uow:
-        found = (rule_in_force(uow.session, name, scope, at) for name in ACTION_TYPES)
-        return [rule_view(rule) for rule in found if rule is not None]
-
-
-def rule_versions(db: Database, principal: Principal, action_type: str, institution_id: int | None):
-    """Every version of one action type in one scope, newest first."""
-    if action_type not in ACTION_TYPES:
-        raise ApiError(404, "action_type_not_found", "没有该行为类型")
-    scope = _scope_for(principal, institution_id)
-    with db.reader() as uow:
-        rows = uow.session.scalars(
-            select(Rule)
-            .where(Rule.action_type == action_type, Rule.scope_key == _scope_key(scope))
-            .order_by(Rule.version.desc())
-        )
-        return [rule_view(r) for r in rows]
-
-
 # -- publishing --------------------------------------------------------------------------------------------------
 
 
@@ -278,31 +228,6 @@ def _insert_version(uow: UnitOfWork, data: dict[str, Any], author: str) -> Rule:
     return rule
 
 
-def publish_rule(db: Database, principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
-    """Store a new version of one action type's rule after checking it as a whole; history is never rewritten."""
-    institution_id = data.get("institution_id")
-    if institution_id is not None or not principal.is_province_admin:
-        principal.ensure_institution(institution_id)  # an admin publishes for their own institution only
-    data = {**data, "effective_from": data.get("effective_from") or clock.now()}
-    if data.get("claim_window_days") is None:
-        data["claim_window_days"] = default_rule_data()[data["action_type"]]["claim_window_days"]
-    errors = rule_errors(data, clock.now())
-    if errors:
-        raise ApiError(422, "validation_error", "规则有误", errors=errors)
-    # A start a few seconds in the past (the admin's clock, the request's travel) becomes now: an earlier start
-    # would change which version credits actions that happened in between, after some were credited.
-    data["effective_from"] = max(as_utc(data["effective_from"]), clock.now())
-    for _attempt in range(3):
-        with db.uow() as uow:
-            rule = _insert_version(uow, data, principal.subject)
-            try:
-                uow.commit()
-            except IntegrityError:
-                continue  # another version of the same scope took the number first: number again
-            return rule_view(rule)
-    raise ApiError(409, "rule_version_conflict", "规则正在被同时修改，请稍后重试")
-
-
 @cache
 def default_rule_data() -> dict[str, dict[str, Any]]:
     """The shipped province defaults by action type, checked as any published rule is."""
@@ -341,27 +266,78 @@ def install_default_rules(db: Database) -> int:
     raise RuntimeError("could not install the default rules (concurrent installs kept conflicting)")
 
 
-def preview_receipt(principal: Principal, rule: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
-    """The receipt a rule would give one action; nothing is stored."""
-    if rule.get("institution_id") is not None:
-        principal.ensure_institution(rule["institution_id"])
-    errors: dict[str, Any] = {}
-    rule_problems = rule_errors(rule, now=None)
-    rule_problems.pop("source", None)  # a draft need not say yet where its factors come from
-    if rule_problems:
-        errors["rule"] = rule_problems
-    action_type = ACTION_TYPES[rule["action_type"]]
-    if action["variant"] not in action_type.variants:
-        errors["action"] = {"variant": [f"应为以下之一：{', '.join(action_type.variants)}"]}
-    if errors:
-        raise ApiError(422, "validation_error", "预览参数有误", errors=errors)
-    variants, _ = clean_variants(action_type, rule["variants"], rule.get("max_quantity_per_action"))
-    terms = RuleTerms(
-        action_type=action_type.name,
-        unit=action_type.unit,
-        variants=variants,
-        g_per_point=rule["g_per_point"],
-        max_quantity_per_action=rule.get("max_quantity_per_action"),
-        daily_cap_points=rule.get("daily_cap_points"),
-    )
-    return compute_receipt(terms, action["variant"], action["quantity"], action["earned_today_points"])
+class RuleBook:
+    """The rule tables' use cases: what is in force, the versions, publishing and previews."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def in_force_now(self, principal: Principal, institution_id: int | None) -> list[dict[str, Any]]:
+        """The rule each action type is credited under now, for an institution (or the province defaults)."""
+        scope = principal.institution_in_scope(institution_id, province_wide=True)
+        at = clock.now()
+        with self.db.reader() as uow:
+            found = (rule_in_force(uow.session, name, scope, at) for name in ACTION_TYPES)
+            return [rule_view(rule) for rule in found if rule is not None]
+
+    def versions(self, principal: Principal, action_type: str, institution_id: int | None):
+        """Every version of one action type in one scope, newest first."""
+        if action_type not in ACTION_TYPES:
+            raise ApiError(404, "action_type_not_found", "没有该行为类型")
+        scope = principal.institution_in_scope(institution_id, province_wide=True)
+        with self.db.reader() as uow:
+            rows = uow.session.scalars(
+                select(Rule)
+                .where(Rule.action_type == action_type, Rule.scope_key == _scope_key(scope))
+                .order_by(Rule.version.desc())
+            )
+            return [rule_view(r) for r in rows]
+
+    def publish(self, principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
+        """Store a new version of one action type's rule after checking it as a whole; history is never rewritten."""
+        institution_id = data.get("institution_id")
+        if institution_id is not None or not principal.is_province_admin:
+            principal.ensure_institution(institution_id)  # an admin publishes for their own institution only
+        data = {**data, "effective_from": data.get("effective_from") or clock.now()}
+        if data.get("claim_window_days") is None:
+            data["claim_window_days"] = default_rule_data()[data["action_type"]]["claim_window_days"]
+        errors = rule_errors(data, clock.now())
+        if errors:
+            raise ApiError(422, "validation_error", "规则有误", errors=errors)
+        # A start a few seconds in the past (the admin's clock, the request's travel) becomes now: an earlier start
+        # would change which version credits actions that happened in between, after some were credited.
+        data["effective_from"] = max(as_utc(data["effective_from"]), clock.now())
+        for _attempt in range(3):
+            with self.db.uow() as uow:
+                rule = _insert_version(uow, data, principal.subject)
+                try:
+                    uow.commit()
+                except IntegrityError:
+                    continue  # another version of the same scope took the number first: number again
+                return rule_view(rule)
+        raise ApiError(409, "rule_version_conflict", "规则正在被同时修改，请稍后重试")
+
+    def preview(self, principal: Principal, rule: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
+        """The receipt a rule would give one action; nothing is stored."""
+        if rule.get("institution_id") is not None:
+            principal.ensure_institution(rule["institution_id"])
+        errors: dict[str, Any] = {}
+        rule_problems = rule_errors(rule, now=None)
+        rule_problems.pop("source", None)  # a draft need not say yet where its factors come from
+        if rule_problems:
+            errors["rule"] = rule_problems
+        action_type = ACTION_TYPES[rule["action_type"]]
+        if action["variant"] not in action_type.variants:
+            errors["action"] = {"variant": [f"应为以下之一：{', '.join(action_type.variants)}"]}
+        if errors:
+            raise ApiError(422, "validation_error", "预览参数有误", errors=errors)
+        variants, _ = clean_variants(action_type, rule["variants"], rule.get("max_quantity_per_action"))
+        terms = RuleTerms(
+            action_type=action_type.name,
+            unit=action_type.unit,
+            variants=variants,
+            g_per_point=rule["g_per_point"],
+            max_quantity_per_action=rule.get("max_quantity_per_action"),
+            daily_cap_points=rule.get("daily_cap_points"),
+        )
+        return compute_receipt(terms, action["variant"], action["quantity"], action["earned_today_points"])

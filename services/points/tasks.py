@@ -1,10 +1,8 @@
 """RQ job entry points of the points service (JSON arguments, idempotent)."""
 
-from services.points.config import SCHEMA, SERVICE
-from services.points.handlers import AFTER_BATCH, HANDLERS
-from services.points.models import infra
-from shared.consumer import events_job
-from shared.runtime import ServiceRuntime
+from services.points.config import SERVICE
+from services.points.parts import PointsParts
+from shared.parts import LazyParts, events_job
 
-runtime = ServiceRuntime(SCHEMA)
-handle_events = events_job(SERVICE, runtime, infra, HANDLERS, after_batch=AFTER_BATCH)
+parts = LazyParts(PointsParts)
+handle_events = events_job(SERVICE, parts)

@@ -1,6 +1,6 @@
 """Tokens and the checks every endpoint makes: who is calling, in which role, for which institution."""
 
-from shared.auth.guards import Principal, current_principal, require_auth
+from shared.auth.guards import ADMINS, Principal, current_principal, require_auth
 from shared.auth.tokens import (
     ALGORITHM,
     InvalidToken,
@@ -13,6 +13,7 @@ from shared.auth.tokens import (
 )
 
 __all__ = [
+    "ADMINS",
     "ALGORITHM",
     "InvalidToken",
     "JwksKeySource",

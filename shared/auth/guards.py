@@ -8,15 +8,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import current_app, g, request
+from flask import g, request
 from flask_smorest import Blueprint
 
 from shared.auth.tokens import InvalidToken, KeysUnavailable
+from shared.current import current_parts
 from shared.errors import ApiError
 
 log = logging.getLogger("lvbao.auth")
 
-ADMIN_ROLES = frozenset({"admin", "province_admin"})
+# The roles that administer: an institution's admin and the province's. Views name them as ``*ADMINS``.
+ADMINS = ("admin", "province_admin")
+ADMIN_ROLES = frozenset(ADMINS)
 DEVICE_ROLES = frozenset({"station", "screen", "operator"})
 # Revoked device ids: the gateway adds to this set (PostgreSQL stays the record and re-asserts it).
 REVOKED_DEVICES_KEY = "lvbao:auth:revoked_devices"
@@ -76,6 +79,18 @@ class Principal:
         if not self.can_access_institution(institution_id):
             raise ApiError(403, "forbidden_institution", "无权访问其他单位的数据")
 
+    def institution_in_scope(self, requested: int | None, *, province_wide: bool = False) -> int | None:
+        """The institution a request is about: the one named, else the caller's own; 403 outside the caller's
+        reach. When neither names one (a province admin asking without ``institution_id``): ``None`` if the
+        question may cover the whole province (``province_wide``), else 422."""
+        if requested is None and province_wide and self.is_province_admin:
+            return None
+        institution_id = requested if requested is not None else self.institution_id
+        if institution_id is None:
+            raise ApiError(422, "validation_error", "请指定单位", errors={"institution_id": ["缺少必填字段"]})
+        self.ensure_institution(institution_id)
+        return institution_id
+
     def ensure_bound(self) -> None:
         if not self.bound:
             raise ApiError(403, "not_bound", "请先绑定单位员工身份")
@@ -102,7 +117,7 @@ def _bearer_token() -> str:
 
 def authenticate() -> Principal:
     """Verify the request's bearer token and, for a device, that it has not been revoked."""
-    ctx = current_app.extensions["lvbao"]
+    ctx = current_parts()
     token = _bearer_token()
     try:
         principal = Principal.from_claims(ctx.verifier.verify(token))
@@ -126,7 +141,7 @@ def ensure_device_not_revoked(device_id: int) -> None:
     """401 ``device_revoked`` for a revoked device (stations, screens, charging operators); 503 when the
     revocation list cannot be read (fail closed)."""
     try:
-        revoked = current_app.extensions["lvbao"].redis.sismember(REVOKED_DEVICES_KEY, str(device_id))
+        revoked = current_parts().redis.sismember(REVOKED_DEVICES_KEY, str(device_id))
     except Exception as exc:
         log.warning("revocation list unreachable", extra={"error": str(exc)})
         raise ApiError(503, "service_unavailable", "服务暂不可用，请稍后再试", headers={"Retry-After": "5"}) from exc

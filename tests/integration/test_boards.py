@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from services.points.board_rebuild import differences, expected_state, rebuild, rebuild_institution, snapshot
 from services.points.boards import BoardKeys, apply_pending, sweep_pending
 from services.points.handlers import HANDLERS
-from services.points.leaderboards import department_ranking, leaderboard
+from services.points.leaderboards import Boards, leaderboard
 from services.points.models import BoardUpdate, infra
 from services.points.periods import period_of
 from shared import clock
@@ -213,9 +213,9 @@ def test_department_metrics_let_a_small_department_win(databases, redis_client, 
         ActionRecorded(action_id=u, user_id=u, institution_id=INSTITUTION, department_id=701 if u <= 10 else 702,
                        action_type="clean_plate", variant="default", quantity="1", unit="meal", action_at=at)
         for u in range(1, 14)])
-    total = department_ranking(databases["points"], redis_client, INSTITUTION, "week", "total")
-    per_capita = department_ranking(databases["points"], redis_client, INSTITUTION, "week", "per_capita")
-    share = department_ranking(databases["points"], redis_client, INSTITUTION, "week", "participation")
+    total = Boards(databases["points"], redis_client).department_ranking(INSTITUTION, "week", "total")
+    per_capita = Boards(databases["points"], redis_client).department_ranking(INSTITUTION, "week", "per_capita")
+    share = Boards(databases["points"], redis_client).department_ranking(INSTITUTION, "week", "participation")
     per_plate = total["items"][0]["points"] // 10
     assert [(i["department"], i["points"]) for i in total["items"]] == [("大处", 10 * per_plate),
                                                                        ("小处", 3 * per_plate)]
@@ -234,18 +234,19 @@ def test_hiding_keeps_counting_for_the_department_and_showing_again_lists_the_us
         for u in range(1, 11)])
     before = leaderboard(redis_client, INSTITUTION, "week", me_user_id=10)
     assert before["entries"][0]["nickname"] == "绿友10" and before["me"]["rank"] == 1
-    departments_before = department_ranking(databases["points"], redis_client, INSTITUTION, "week", "total")
+    departments_before = Boards(databases["points"], redis_client).department_ranking(INSTITUTION, "week", "total")
 
-    from services.points.leaderboards import set_board_visibility
-    set_board_visibility(databases["points"], redis_client, 10, visible=False)
+
+    Boards(databases["points"], redis_client).set_visibility(10, visible=False)
     hidden = leaderboard(redis_client, INSTITUTION, "week", me_user_id=10)
     assert "绿友10" not in [e["nickname"] for e in hidden["entries"]]
     assert hidden["total"] == before["total"] - 1
     assert hidden["entries"][0]["rank"] == 1 and hidden["me"] == {**before["me"], "hidden": True}
-    assert department_ranking(databases["points"], redis_client, INSTITUTION, "week", "total") == departments_before
+    assert (Boards(databases["points"], redis_client).department_ranking(INSTITUTION, "week", "total")
+            == departments_before)
     assert differences(databases["points"], redis_client, INSTITUTION) == []
 
-    set_board_visibility(databases["points"], redis_client, 10, visible=True)
+    Boards(databases["points"], redis_client).set_visibility(10, visible=True)
     assert leaderboard(redis_client, INSTITUTION, "week", me_user_id=10) == before
     # A nickname change reaches the boards without a new action.
     deliver(databases, redis_client, [EmployeeUpdated(user_id=10, institution_id=INSTITUTION,
@@ -317,16 +318,16 @@ def test_an_older_department_snapshot_arriving_late_changes_nothing(databases, r
                                             {"id": 702, "name": "二处", "headcount": 4}])
     deliver(databases, redis_client, [newer])
     deliver(databases, redis_client, [older])
-    ranking = department_ranking(databases["points"], redis_client, INSTITUTION, "week", "total")
+    ranking = Boards(databases["points"], redis_client).department_ranking(INSTITUTION, "week", "total")
     assert [(i["department"], i["headcount"]) for i in ranking["items"]] == [("新处", 9), ("二处", 4)]
     assert redis_client.hgetall(BoardKeys(INSTITUTION).deptinfo) == {b"701": "新处".encode(), b"702": "二处".encode()}
 
 
 def test_after_redis_lost_everything_an_opted_out_user_is_still_never_listed(databases, redis_client, frozen):
-    from services.points.leaderboards import set_board_visibility
+
 
     roster(databases, redis_client, users=5)
-    set_board_visibility(databases["points"], redis_client, 4, visible=False)
+    Boards(databases["points"], redis_client).set_visibility(4, visible=False)
     redis_client.flushdb()  # before anyone ran `lvbao boards rebuild`, credits keep coming
     at = (NOW - timedelta(hours=1)).isoformat()
     deliver(databases, redis_client, [

@@ -11,7 +11,7 @@ from services.points.models import infra
 from shared import clock
 from shared.consumer import consume
 from shared.events import ActionRecorded, ActionReversed
-from shared.schemas import encode_cursor
+from shared.paging import encode_cursor
 from tests.conftest import PROVINCE_PASSWORD
 
 pytestmark = pytest.mark.integration
@@ -91,7 +91,7 @@ def test_the_ledger_pages_newest_first_with_receipts(api, pilot, databases, wedn
     assert [i["source"]["id"] for i in rest.json()["items"]] == ["11"] and rest.json()["next_cursor"] is None
     bad = api.get(f"{ME}/ledger", params={"cursor": "bm90LWpzb24"}, token=pair["access_token"])
     assert bad.status_code == 422
-    not_an_id = api.get(f"{ME}/ledger", params={"cursor": encode_cursor({"before": "x"})}, token=pair["access_token"])
+    not_an_id = api.get(f"{ME}/ledger", params={"cursor": encode_cursor({"after": "x"})}, token=pair["access_token"])
     assert not_an_id.status_code == 422 and "cursor" in not_an_id.json()["errors"]
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from services.points.handlers import HANDLERS
 from services.points.ledger import ACTION_SOURCE, lock_account
 from services.points.models import Account, LedgerEntry, infra
-from services.points.rules import publish_rule
+from services.points.rules import RuleBook
 from shared import clock
 from shared.auth.guards import Principal
 from shared.consumer import consume
@@ -160,7 +160,7 @@ def test_a_version_starting_tomorrow_changes_no_past_credit(databases, clean):
     deliver(databases, before)
     tomorrow = now + timedelta(days=1)
     rule = {**_commute_rule(metro=300), "effective_from": tomorrow}
-    published = publish_rule(databases["points"], PROVINCE, rule)
+    published = RuleBook(databases["points"]).publish(PROVINCE, rule)
     assert published["version"] == 2
 
     occurred_today = action(now + timedelta(hours=3))
@@ -181,7 +181,7 @@ def test_an_institution_override_beats_the_default_while_in_force(databases, cle
         "claim_window_days": 1, "source": "本单位食堂称重：每餐少浪费约 200 克",
         "effective_from": clock.now(), "effective_to": local("2025-06-03T00:00"),
     }
-    assert publish_rule(databases["points"], PROVINCE, override)["version"] == 1
+    assert RuleBook(databases["points"]).publish(PROVINCE, override)["version"] == 1
     meal = {"action_type": "clean_plate", "variant": "default", "quantity": "1"}
     deliver(databases,
             action(local("2025-06-02T12:00"), user_id=1, institution_id=7, **meal),

@@ -228,11 +228,11 @@ def test_preview_gives_the_receipt_and_stores_nothing(api, now, center_admin, da
 
 
 def test_version_numbers_count_per_scope(databases, clean):
-    from services.points.rules import publish_rule
+    from services.points.rules import RuleBook
     from shared.auth.guards import Principal
 
     clock.set_time(datetime.fromisoformat("2025-06-02T10:00:00+08:00"))
     province = Principal(subject="admin:1", token_type="access", roles=frozenset({"province_admin"}))
-    versions = [publish_rule(databases["points"], province, {**clean_plate_rule(institution_id=i)})["version"]
+    versions = [RuleBook(databases["points"]).publish(province, {**clean_plate_rule(institution_id=i)})["version"]
                 for i in (None, 5, 5, None, 6)]
     assert versions == [2, 1, 2, 3, 1]
