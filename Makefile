@@ -25,7 +25,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-## Regenerate openapi/<service>.yaml from the code (a test fails when they drift).
+## Regenerate openapi/<service>.yaml and lvbao/web/vocabulary.js from the code (a test fails when they drift).
 openapi: $(STAMP)
 	$(BIN)/lvbao openapi
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import getpass
 import json
 import os
@@ -34,7 +33,7 @@ def _database(service: str, settings: Settings) -> Iterator[Database]:
 
 @contextmanager
 def _redis(settings: Settings) -> Iterator[redis.Redis]:
-    from shared.service_app import make_redis
+    from shared.parts import make_redis
 
     client = make_redis(settings)
     try:
@@ -98,44 +97,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    """Relay every service's outbox to the queues. Chores: re-assert device revocations, re-send
-    unacknowledged events, ask points again about waiting redemptions and expire uncollected pickups every
-    minute; hand board updates a worker left behind to Redis every 30 s; prune old infrastructure rows every
-    hour."""
-    from services.gateway.admin_service import AdminService
-    from services.points.boards import sweep_pending
-    from services.rewards.app import redemption_service
-    from shared.housekeeping import prune
+    """Relay every service's outbox to the queues and run every service's chores (see each ``parts.py``:
+    device revocations, redemptions waiting for points, uncollected pickups, board updates a worker left
+    behind), plus redelivery of unacknowledged events and pruning of old infrastructure rows."""
     from shared.outbox import OutboxRelay, run_relays
-    from shared.service_app import make_redis
 
     settings = _settings()
-    redis_client = make_redis(settings)
-    relays = [
-        OutboxRelay(name, registry.database(name, settings), registry.infra(name), redis_client)
-        for name in registry.SERVICES
-    ]
+    parts = [registry.build(name, settings) for name in registry.SERVICES]
+    redis_client = parts[0].redis
+    relays = [OutboxRelay(p.name, p.db, p.models, redis_client) for p in parts]
     if args.once:
         print(json.dumps({relay.service: relay.relay_once() for relay in relays}))
         return 0
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    admin = AdminService(settings, relays[0].db, redis_client)
-    redemptions = redemption_service(next(r.db for r in relays if r.service == "rewards"), settings)
-    run_relays(
-        relays,
-        poll_interval=args.poll_interval,
-        should_stop=stop.is_set,
-        periodic=[
-            (60.0, admin.republish_revocations),
-            (min(60.0, settings.debit_retry_seconds), redemptions.chores),
-            (30.0, functools.partial(sweep_pending, next(r.db for r in relays if r.service == "points"),
-                                     redis_client)),
-            *[(60.0, relay.redeliver_unacknowledged) for relay in relays],
-            *[(3600.0, functools.partial(prune, relay.db, relay.models)) for relay in relays],
-        ],
-    )
+    chores = [chore for p, relay in zip(parts, relays, strict=True) for chore in p.relay_chores(relay)]
+    run_relays(relays, poll_interval=args.poll_interval, should_stop=stop.is_set, chores=chores)
     return 0
 
 
@@ -280,20 +258,27 @@ def openapi_documents() -> dict[str, str]:
     return documents
 
 
+def generated_files(out: Path) -> dict[Path, str]:
+    """Everything generated from the code: each service's OpenAPI, and the pages' vocabulary module."""
+    from shared.vocabulary import javascript_module
+
+    files = {out / f"{name}.yaml": text for name, text in openapi_documents().items()}
+    files[Path(__file__).with_name("web") / "vocabulary.js"] = javascript_module()
+    return files
+
+
 def cmd_openapi(args: argparse.Namespace) -> int:
-    out = Path(args.out)
     drift = []
-    for name, text in openapi_documents().items():
-        path = out / f"{name}.yaml"
+    for path, text in generated_files(Path(args.out)).items():
         if args.check:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 drift.append(str(path))
         else:
-            out.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
             print(f"wrote {path}")
     if drift:
-        print("OpenAPI drifted from the code; run `make openapi`: " + ", ".join(drift), file=sys.stderr)
+        print("generated files drifted from the code; run `make openapi`: " + ", ".join(drift), file=sys.stderr)
         return 1
     return 0
 

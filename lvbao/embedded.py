@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import os
 import signal
 import socket
@@ -21,7 +20,8 @@ from lvbao import registry
 from shared.auth.tokens import JwksKeySource
 from shared.config import Settings
 from shared.errors import ApiError, error_response, register_error_handlers
-from shared.service_app import init_request_ids, make_redis, public_prefix
+from shared.parts import make_redis
+from shared.service_app import init_request_ids, public_prefix
 
 
 def free_port() -> int:
@@ -145,21 +145,17 @@ def create_combined_app(settings: Settings | None = None) -> DispatcherMiddlewar
     settings = settings or Settings.from_env()
     from mock_wechat import create_app as create_mock
 
-    mounts: dict[str, Any] = {public_prefix(name): registry.create_app(name, settings) for name in registry.SERVICES}
+    gateway = registry.build("gateway", settings)
     # The services read the gateway's JWKS in-process (same caching and refetch rules as over HTTP): one server
     # fetching from itself could starve when all its workers are busy verifying tokens.
-    gateway = mounts[public_prefix("gateway")].extensions["lvbao"].extra["auth"].keys
-    for name in registry.SERVICES:
-        if name != "gateway":
-            ctx = mounts[public_prefix(name)].extensions["lvbao"]
-            ctx.verifier.keys = JwksKeySource(settings.jwks_url, cache_seconds=settings.jwks_cache_seconds,
-                                              fetch=gateway.jwks)
+    parts = {name: gateway if name == "gateway" else registry.build(
+        name, settings, key_source=JwksKeySource(settings.jwks_url, cache_seconds=settings.jwks_cache_seconds,
+                                                 fetch=gateway.keys.jwks))
+             for name in registry.SERVICES}
+    mounts: dict[str, Any] = {public_prefix(name): registry.create_app(name, settings, parts[name])
+                              for name in registry.SERVICES}
     mounts["/mock-wechat"] = create_mock(
         make_redis(settings), appid=settings.wechat_appid, secret=settings.wechat_secret
     )
     index = _index_app({prefix.rsplit("/", 1)[-1]: prefix + "/" for prefix in mounts})
     return DispatcherMiddleware(index, mounts)
-
-
-def describe(urls: dict[str, str]) -> str:
-    return json.dumps(urls, ensure_ascii=False, indent=2)

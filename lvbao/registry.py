@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
 from shared.config import Settings
 from shared.db import Database
 from shared.infra_models import InfraModels
+from shared.parts import ServiceParts
 
 SERVICES = ("gateway", "activities", "points", "rewards")
 
@@ -16,6 +18,18 @@ def module(service: str, part: str) -> ModuleType:
     if service not in SERVICES:
         raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
     return importlib.import_module(f"services.{service}.{part}")
+
+
+def parts_class(service: str) -> type[ServiceParts]:
+    """The service's composition root (``services/<name>/parts.py``)."""
+    module_ = module(service, "parts")
+    return next(value for name, value in vars(module_).items()
+                if name.endswith("Parts") and isinstance(value, type) and issubclass(value, ServiceParts)
+                and value is not ServiceParts)
+
+
+def build(service: str, settings: Settings, **kwargs: Any) -> ServiceParts:
+    return parts_class(service)(settings, **kwargs)
 
 
 def schema(service: str) -> str:
@@ -30,5 +44,5 @@ def database(service: str, settings: Settings) -> Database:
     return Database(settings.database_url, schema(service))
 
 
-def create_app(service: str, settings: Settings):
-    return module(service, "app").create_app(settings)
+def create_app(service: str, settings: Settings, parts: ServiceParts | None = None):
+    return module(service, "app").create_app(settings, parts=parts)

@@ -191,15 +191,3 @@ def _acknowledge(service: str, messages: list[dict[str, Any]], redis: Redis | No
 def _already_processed(db: Database, models: InfraModels, event_id: str) -> bool:
     with db.reader() as uow:
         return uow.session.get(models.processed, event_id) is not None
-
-
-def events_job(service: str, runtime: Any, models: InfraModels, handlers: Mapping[str, Handler],
-               after_batch: Callable[[Database, Redis], Any] | None = None):
-    """The ``handle_events`` RQ job of a service: its queue's one entry point (see shared.outbox.handler_path)."""
-
-    def handle_events(messages: list[dict[str, Any]]) -> dict[str, int]:
-        return consume(service, runtime.db, models, handlers, messages, runtime.redis, after_batch)
-
-    handle_events.__qualname__ = handle_events.__name__ = "handle_events"
-    handle_events.__module__ = f"services.{service}.tasks"
-    return handle_events

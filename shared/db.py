@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
-from flask import g, has_request_context
 from sqlalchemy import DateTime, MetaData, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
@@ -165,8 +164,6 @@ class UnitOfWork:
         if self.read_only:
             raise RuntimeError("a read-only unit of work cannot commit")
         self.session.commit()
-        if has_request_context():
-            g.lvbao_committed = True  # an idempotent request that fails now must not free its key
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
             callback()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from redis import Redis
@@ -31,6 +31,7 @@ from shared.db import Database, UnitOfWork
 from shared.events import Event, consumers_of
 from shared.infra_models import InfraModels
 from shared.metrics import EVENTS_RELAYED
+from shared.parts import Chore
 
 log = logging.getLogger("lvbao.outbox")
 
@@ -188,24 +189,23 @@ def run_relays(
     poll_interval: float = 0.1,
     max_backoff: float = 10.0,
     should_stop: Callable[[], bool] = lambda: False,
-    periodic: list[tuple[float, Callable[[], object]]] = (),
+    chores: Sequence[Chore] = (),
 ) -> None:
     """Relay until ``should_stop``: drain while there is work, poll when idle, back off on errors.
 
-    ``periodic`` holds (interval seconds, callable) pairs run between batches, e.g. re-asserting revocations.
+    ``chores`` (each service's periodic work, see shared.parts) run between batches when they are due.
     """
     backoff = poll_interval
-    next_run = [0.0 for _ in periodic]
+    next_run = [0.0 for _ in chores]
     while not should_stop():
-        for i, (interval, task) in enumerate(periodic):
+        for i, chore in enumerate(chores):
             if time.monotonic() >= next_run[i]:
                 try:
-                    task()
-                    next_run[i] = time.monotonic() + interval
+                    chore.run()
+                    next_run[i] = time.monotonic() + chore.interval
                 except Exception as exc:  # noqa: BLE001 - a periodic chore must not stop the relay
-                    log.warning("periodic task failed", extra={"task": getattr(task, "__name__", "?"),
-                                                               "error": str(exc)})
-                    next_run[i] = time.monotonic() + min(interval, max_backoff)
+                    log.warning("periodic task failed", extra={"task": chore.name, "error": str(exc)})
+                    next_run[i] = time.monotonic() + min(chore.interval, max_backoff)
         moved = failed = 0
         for relay in relays:  # each service on its own: one's trouble does not hold up the others
             try:

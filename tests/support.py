@@ -29,9 +29,9 @@ def deliver_outbox(databases: dict[str, Any], *producers: str, redis: Any = None
                     select(Outbox).where(Outbox.published_at.is_(None)).order_by(Outbox.id)
                 ).all()
                 for row in rows:
-                    handlers = registry.module(row.destination, "handlers")
-                    counts = consume(row.destination, databases[row.destination], registry.infra(row.destination),
-                                     handlers.HANDLERS, [row.message], redis, getattr(handlers, "AFTER_BATCH", None))
+                    parts = registry.parts_class(row.destination)
+                    counts = consume(row.destination, databases[row.destination], parts.models, parts.handlers,
+                                     [row.message], redis, parts.after_batch)
                     applied[row.destination] = applied.get(row.destination, 0) + counts["applied"]
                     row.published_at = row.acked_at = clock.now()
                     row.attempts += 1

@@ -14,15 +14,16 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.activities.limits import UNITS, Limits, limits_in_force, lock_user
+from services.activities.limits import Limits, limits_in_force, lock_user
 from services.activities.models import Action, ActionClaim, Member, OperatorRequest, Station, infra
 from shared import clock, qr
 from shared.auth.guards import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ApiError
 from shared.events import ActionRecorded
-from shared.idempotency import IdempotentWrite
+from shared.idempotency import IdempotentWrite, StoredAnswer
 from shared.outbox import record_event
+from shared.vocabulary import SCAN_ACTIONS, UNIT_OF
 
 # A phone's clock may run a little ahead of ours.
 FUTURE_SLACK = timedelta(minutes=2)
@@ -31,7 +32,6 @@ TOP_SPEED_KMH = {"walk": 8, "bike": 30, "bus": 60, "metro": 80, "carpool": 110, 
 # A charging session faster than this (kW) is not a staff car at an office charger.
 MAX_CHARGING_KW = Decimal(360)
 OPERATOR_REPLAY_WINDOW = timedelta(minutes=10)
-SCAN_ACTIONS = {"canteen": "clean_plate", "sorting": "waste_sorting"}
 
 
 def invalid(code: str, message: str, field: str, detail: str | None = None) -> ApiError:
@@ -47,15 +47,8 @@ def action_at_or_refuse(occurred_at: datetime, limits: Limits, field: str = "occ
     return occurred_at
 
 
-def local_day_bounds(moment: datetime) -> tuple[datetime, datetime]:
-    """The UTC bounds of ``moment``'s day in Asia/Shanghai."""
-    local = moment.astimezone(clock.LOCAL_TZ)
-    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    return clock.as_utc(start), clock.as_utc(start + timedelta(days=1))
-
-
 def _count_today(session: Session, user_id: int, action_type: str, at: datetime) -> int:
-    start, end = local_day_bounds(at)
+    start, end = clock.local_day_bounds(at)
     return session.scalar(
         select(func.count(Action.id)).where(
             Action.user_id == user_id,
@@ -78,7 +71,7 @@ def trip_start(mode: str, distance: Decimal, end: datetime) -> datetime:
 
 def _commute_neighbours(session: Session, user_id: int, start: datetime, end: datetime) -> tuple[int, bool]:
     """(trips that local day, whether one overlaps [start, end]) in one indexed query."""
-    day_start, day_end = local_day_bounds(end)
+    day_start, day_end = clock.local_day_bounds(end)
     trips_that_day, overlapping = session.execute(
         select(
             func.coalesce(func.sum(case((and_(Action.occurred_at >= day_start, Action.occurred_at < day_end), 1),
@@ -123,17 +116,19 @@ class ActionService:
     # -- the three ways in --------------------------------------------------------------------------------------
 
     def record_commute(
-        self, who: Principal, mode: str, distance_km: Decimal, occurred_at: datetime, idem: IdempotentWrite
-    ) -> None:
-        who.ensure_bound()
+        self, principal: Principal, mode: str, distance_km: Decimal, occurred_at: datetime, idem: IdempotentWrite
+    ) -> dict[str, Any] | StoredAnswer:
+        """A green commute from the mini-program: implausible ones wait for review (the action, or the key's
+        first answer)."""
+        principal.ensure_bound()
         with self.db.uow() as uow:
-            lock_user(uow.session, who.user_id)
-            if idem.replayed(uow):
-                return
-            limits = limits_in_force(uow.session, "commute", who.institution_id, occurred_at, mode)
+            lock_user(uow.session, principal.user_id)
+            if (answer := idem.replayed(uow)) is not None:
+                return answer
+            limits = limits_in_force(uow.session, "commute", principal.institution_id, occurred_at, mode)
             action_at_or_refuse(occurred_at, limits)
             started_at = trip_start(mode, distance_km, occurred_at)
-            trips_that_day, overlapping = _commute_neighbours(uow.session, who.user_id, started_at, occurred_at)
+            trips_that_day, overlapping = _commute_neighbours(uow.session, principal.user_id, started_at, occurred_at)
             reason = None
             if limits.max_quantity is not None and distance_km > limits.max_quantity:
                 reason = "distance_implausible"
@@ -142,20 +137,25 @@ class ActionService:
             elif overlapping:
                 reason = "overlapping_trip"
             action = self._add(
-                uow, who.user_id, who.institution_id, who.department_id, "commute", mode, distance_km, occurred_at,
+                uow, principal.user_id, principal.institution_id, principal.department_id, "commute", mode,
+                distance_km, occurred_at,
                 status="pending_review" if reason else "accepted", reason=reason, source="app",
                 idempotency_key=idem.key, started_at=started_at,
             )
-            idem.record(uow, action_view(action))
+            view = action_view(action)
+            idem.record(uow, view)
             uow.commit()
+        return view
 
-    def record_scan(self, who: Principal, code_text: str, idem: IdempotentWrite) -> None:
-        who.ensure_bound()
+    def record_scan(self, principal: Principal, code_text: str, idem: IdempotentWrite
+                    ) -> dict[str, Any] | StoredAnswer:
+        """A station's QR code scanned: the station decides the action (the action, or the key's first answer)."""
+        principal.ensure_bound()
         now = clock.now()
         with self.db.uow() as uow:
-            lock_user(uow.session, who.user_id)
-            if idem.replayed(uow):  # a retry gets its first answer, even once the code has expired
-                return
+            lock_user(uow.session, principal.user_id)
+            if (answer := idem.replayed(uow)) is not None:  # a retry gets its first answer, even once expired
+                return answer
             try:
                 station_id, _, _ = qr.parse(code_text)
             except qr.CodeInvalid as exc:
@@ -173,36 +173,40 @@ class ActionService:
                 raise ApiError(400, "qr_not_yet_valid", "这张二维码还未到使用日期") from exc
             if code.printed and not station.printed_codes:
                 raise ApiError(400, "qr_invalid", "该站点不接受打印的二维码，请扫描站点屏幕")
-            if station.institution_id != who.institution_id:
+            if station.institution_id != principal.institution_id:
                 raise ApiError(403, "forbidden_institution", "这是其他单位的站点")
             window = current_window(station, now)
             if window is None:
                 raise ApiError(422, "outside_window", "当前不在该站点的开放时段", errors={"code": ["不在开放时段"]})
             action_type = SCAN_ACTIONS[station.kind]
-            day = now.astimezone(clock.LOCAL_TZ).date().isoformat()
+            day = clock.local_day(now).isoformat()
             claims = [f"{action_type}:{day}:{window['name']}"]
             if not code.printed:  # a printed code serves the whole day; the window's claim is its guard
                 claims.append(f"code:{station.id}:{code.step}")
-            limits = limits_in_force(uow.session, action_type, who.institution_id, now, "default")
+            limits = limits_in_force(uow.session, action_type, principal.institution_id, now, "default")
             if limits.daily_count_limit is not None:
-                done = _count_today(uow.session, who.user_id, action_type, now)
+                done = _count_today(uow.session, principal.user_id, action_type, now)
                 if done >= limits.daily_count_limit:
                     raise ApiError(409, "already_recorded", "今日次数已达上限")
                 claims.append(f"{action_type}:{day}:#{done + 1}")
             action = self._add(
-                uow, who.user_id, who.institution_id, who.department_id, action_type, "default", Decimal(1), now,
+                uow, principal.user_id, principal.institution_id, principal.department_id, action_type, "default",
+                Decimal(1), now,
                 status="accepted", reason=None, source="scan", idempotency_key=idem.key,
                 station_id=station.id,
                 details={"window": window["name"], "printed_day": day} if code.printed
                 else {"window": window["name"], "step": code.step},
             )
-            uow.session.add_all(ActionClaim(user_id=who.user_id, claim_key=key, action_id=action.id) for key in claims)
+            uow.session.add_all(ActionClaim(user_id=principal.user_id, claim_key=key, action_id=action.id)
+                                for key in claims)
             try:
                 uow.session.flush()
             except IntegrityError as exc:
                 raise ApiError(409, "already_recorded", "本时段已记录过，请勿重复扫码") from exc
-            idem.record(uow, action_view(action))
+            view = action_view(action)
+            idem.record(uow, view)
             uow.commit()
+        return view
 
     def record_charging(
         self, institution_id: int, key_id: str, signature: str, session: dict[str, Any]
@@ -267,7 +271,7 @@ class ActionService:
         a rule version that has not started yet) and, if accepted, its ``ActionRecorded``."""
         action = Action(
             user_id=user_id, institution_id=institution_id, department_id=department_id, type=action_type,
-            variant=variant, quantity=quantity, unit=UNITS[action_type], occurred_at=min(occurred_at, clock.now()),
+            variant=variant, quantity=quantity, unit=UNIT_OF[action_type], occurred_at=min(occurred_at, clock.now()),
             created_at=clock.now(), **values,
         )
         uow.session.add(action)
@@ -282,11 +286,11 @@ class ActionService:
             emit_recorded(uow, action)
         return action
 
-    def list_mine(self, who: Principal, limit: int, before_id: int | None) -> list[dict[str, Any]]:
+    def list_mine(self, principal: Principal, limit: int, after: int | None) -> list[dict[str, Any]]:
         with self.db.reader() as uow:
-            query = select(Action).where(Action.user_id == who.user_id)
-            if before_id is not None:
-                query = query.where(Action.id < before_id)
+            query = select(Action).where(Action.user_id == principal.user_id)
+            if after is not None:  # newest first: the next page is older
+                query = query.where(Action.id < after)
             rows = uow.session.scalars(query.order_by(Action.id.desc()).limit(limit)).all()
             return [action_view(a) for a in rows]
 

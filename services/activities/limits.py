@@ -14,8 +14,6 @@ from sqlalchemy.orm import Session
 from services.activities.models import RuleLimit
 from shared.db import advisory_xact_lock
 
-UNITS = {"commute": "km", "clean_plate": "meal", "waste_sorting": "check_in", "ev_charging": "kwh"}
-COMMUTE_MODES = ("walk", "bike", "bus", "metro", "carpool", "ev")
 # Until the points service has published a rule for a type (a fresh install), actions are checked against this.
 DEFAULT_CLAIM_WINDOW_DAYS = 7
 

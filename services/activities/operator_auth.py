@@ -9,11 +9,12 @@ import logging
 import re
 from dataclasses import dataclass
 
-from flask import current_app, request
+from flask import request
 
 from shared import clock
 from shared.auth.guards import ensure_device_not_revoked
 from shared.auth.operator import derive_operator_secret, parse_operator_key_id, sign_request
+from shared.current import current_parts
 from shared.errors import ApiError
 
 log = logging.getLogger("lvbao.activities.operator")
@@ -48,7 +49,7 @@ def _refuse(reason: str) -> ApiError:
 
 
 def authenticate_operator() -> OperatorCaller:
-    ctx = current_app.extensions["lvbao"]
+    ctx = current_parts()
     key_id = request.headers.get("X-Lvbao-Key", "")
     timestamp = request.headers.get("X-Lvbao-Timestamp", "")
     signature = request.headers.get("X-Lvbao-Signature", "").strip().lower()

@@ -1,4 +1,4 @@
-"""The review queue: implausible actions wait for an admin, who approves (the action then earns) or rejects
+"""The review queue: implausible actions wait for an admin, principal approves (the action then earns) or rejects
 (a credited action is reversed by a compensating ledger entry in points, never edited)."""
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ class ReviewService:
     def __init__(self, db: Database):
         self.db = db
 
-    def queue(self, who: Principal, institution_id: int, status: str, limit: int, after_id: int) -> list[dict]:
-        who.ensure_institution(institution_id)
+    def queue(self, principal: Principal, institution_id: int, status: str, limit: int, after_id: int) -> list[dict]:
+        principal.ensure_institution(institution_id)
         with self.db.reader() as uow:
             rows = uow.session.scalars(
                 select(Action)
@@ -45,20 +45,20 @@ class ReviewService:
             ).all()
             return [review_view(a) for a in rows]
 
-    def approve(self, who: Principal, action_id: int, note: str | None) -> dict[str, Any]:
+    def approve(self, principal: Principal, action_id: int, note: str | None) -> dict[str, Any]:
         with self.db.uow() as uow:
-            action = self._locked(uow.session, who, action_id)
+            action = self._locked(uow.session, principal, action_id)
             if action.status != "pending_review":
                 raise ApiError(409, "review_not_pending", "该记录不在待审核状态")
             action.status = "accepted"
-            self._stamp(action, who, note)
+            self._stamp(action, principal, note)
             emit_recorded(uow, action)
             uow.commit()
             return review_view(action)
 
-    def reject(self, who: Principal, action_id: int, note: str | None) -> dict[str, Any]:
+    def reject(self, principal: Principal, action_id: int, note: str | None) -> dict[str, Any]:
         with self.db.uow() as uow:
-            action = self._locked(uow.session, who, action_id)
+            action = self._locked(uow.session, principal, action_id)
             if action.status == "rejected":
                 raise ApiError(409, "review_not_pending", "该记录已被驳回")
             if action.credited:
@@ -74,20 +74,20 @@ class ReviewService:
                 )
             action.status = "rejected"
             action.reason = "rejected_by_admin"
-            self._stamp(action, who, note)
+            self._stamp(action, principal, note)
             uow.commit()
             return review_view(action)
 
     @staticmethod
-    def _locked(session, who: Principal, action_id: int) -> Action:
+    def _locked(session, principal: Principal, action_id: int) -> Action:
         action = session.scalars(select(Action).where(Action.id == action_id).with_for_update()).first()
         if action is None:
             raise ApiError(404, "action_not_found", "记录不存在")
-        who.ensure_institution(action.institution_id)
+        principal.ensure_institution(action.institution_id)
         return action
 
     @staticmethod
-    def _stamp(action: Action, who: Principal, note: str | None) -> None:
-        action.reviewed_by = who.subject
+    def _stamp(action: Action, principal: Principal, note: str | None) -> None:
+        action.reviewed_by = principal.subject
         action.reviewed_at = clock.now()
         action.review_note = note

@@ -8,8 +8,8 @@ import re
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from services.activities.limits import COMMUTE_MODES
 from shared.schemas import InputSchema, Instant, PageArgsSchema, page_schema
+from shared.vocabulary import COMMUTE_MODES
 
 HHMM = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
@@ -23,7 +23,7 @@ def _positive_decimal(places: int, maximum: int) -> fields.Decimal:
 
 class CommuteSchema(InputSchema):
     type = fields.String(required=True, validate=validate.OneOf(["commute"]))
-    mode = fields.String(required=True, validate=validate.OneOf(COMMUTE_MODES))
+    mode = fields.String(required=True, validate=validate.OneOf(tuple(COMMUTE_MODES)))
     distance_km = _positive_decimal(2, 1000)
     occurred_at = Instant(required=True, format="iso")
 

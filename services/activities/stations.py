@@ -33,8 +33,8 @@ class StationService:
     def __init__(self, db: Database):
         self.db = db
 
-    def create(self, who: Principal, data: dict[str, Any]) -> dict[str, Any]:
-        who.ensure_institution(data["institution_id"])
+    def create(self, principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
+        principal.ensure_institution(data["institution_id"])
         with self.db.uow() as uow:
             station = Station(
                 institution_id=data["institution_id"], name=data["name"], kind=data["kind"],
@@ -46,21 +46,21 @@ class StationService:
             uow.commit()
             return station_view(station)
 
-    def list(self, who: Principal, institution_id: int) -> list[dict[str, Any]]:
-        who.ensure_institution(institution_id)
+    def list(self, principal: Principal, institution_id: int) -> list[dict[str, Any]]:
+        principal.ensure_institution(institution_id)
         with self.db.reader() as uow:
             rows = uow.session.scalars(
                 select(Station).where(Station.institution_id == institution_id).order_by(Station.id)
             ).all()
             return [station_view(s) for s in rows]
 
-    def get(self, who: Principal, station_id: int) -> dict[str, Any]:
+    def get(self, principal: Principal, station_id: int) -> dict[str, Any]:
         with self.db.reader() as uow:
-            return station_view(self._visible(uow.session, who, station_id))
+            return station_view(self._visible(uow.session, principal, station_id))
 
-    def update(self, who: Principal, station_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    def update(self, principal: Principal, station_id: int, changes: dict[str, Any]) -> dict[str, Any]:
         with self.db.uow() as uow:
-            station = self._visible(uow.session, who, station_id)
+            station = self._visible(uow.session, principal, station_id)
             for name in ("name", "windows", "active", "printed_codes"):
                 if name in changes:
                     setattr(station, name, changes[name])
@@ -70,30 +70,30 @@ class StationService:
             uow.commit()
             return station_view(station)
 
-    def current_code(self, who: Principal, station_id: int) -> qr.StationCode:
+    def current_code(self, principal: Principal, station_id: int) -> qr.StationCode:
         with self.db.reader() as uow:
-            station = self._visible(uow.session, who, station_id)
+            station = self._visible(uow.session, principal, station_id)
             if not station.active:
                 raise ApiError(409, "station_inactive", "站点已停用")
             return qr.code_for(station.id, station.qr_secret, clock.now())
 
-    def sheet(self, who: Principal, station_id: int, start: date | None, days: int) -> dict[str, Any]:
+    def sheet(self, principal: Principal, station_id: int, start: date | None, days: int) -> dict[str, Any]:
         """The day codes of a printed sheet, one per local day from ``start`` (today when None)."""
         with self.db.reader() as uow:
-            station = self._printable(uow.session, who, station_id)
+            station = self._printable(uow.session, principal, station_id)
             first = self._printable_day(start, "from")
             last = self._printable_day(first + timedelta(days=days - 1), "days")
             span = (first + timedelta(days=n) for n in range((last - first).days + 1))
             return {"station": station_view(station),
                     "days": [qr.printed_code_for(station.id, station.qr_secret, day) for day in span]}
 
-    def printed_code(self, who: Principal, station_id: int, day: date) -> qr.StationCode:
+    def printed_code(self, principal: Principal, station_id: int, day: date) -> qr.StationCode:
         with self.db.reader() as uow:
-            station = self._printable(uow.session, who, station_id)
+            station = self._printable(uow.session, principal, station_id)
             return qr.printed_code_for(station.id, station.qr_secret, self._printable_day(day, "day"))
 
-    def _printable(self, session, who: Principal, station_id: int) -> Station:
-        station = self._visible(session, who, station_id)
+    def _printable(self, session, principal: Principal, station_id: int) -> Station:
+        station = self._visible(session, principal, station_id)
         if not station.active:
             raise ApiError(409, "station_inactive", "站点已停用")
         if not station.printed_codes:
@@ -110,7 +110,7 @@ class StationService:
                            errors={field: [f"须在 {today} 至 {today + timedelta(days=PRINT_AHEAD_DAYS)} 之间"]})
         return day
 
-    def kiosk(self, who: Principal, station_id: int) -> dict[str, Any]:
+    def kiosk(self, principal: Principal, station_id: int) -> dict[str, Any]:
         """What the station's own screen shows besides its code: the station, the window open now (meal slot,
         sorting period) and how many scans it took today (Asia/Shanghai), rejected ones aside."""
         from services.activities.actions import current_window
@@ -118,7 +118,7 @@ class StationService:
         now = clock.now()
         midnight = datetime.combine(now.astimezone(clock.LOCAL_TZ).date(), time(0), tzinfo=clock.LOCAL_TZ)
         with self.db.reader() as uow:
-            station = self._visible(uow.session, who, station_id)
+            station = self._visible(uow.session, principal, station_id)
             scans = uow.session.scalar(
                 select(func.count()).select_from(Action).where(
                     Action.station_id == station.id, Action.occurred_at >= midnight, Action.status != "rejected")
@@ -127,9 +127,9 @@ class StationService:
                     "scans_today": scans, "generated_at": now}
 
     @staticmethod
-    def _visible(session, who: Principal, station_id: int) -> Station:
+    def _visible(session, principal: Principal, station_id: int) -> Station:
         station = session.get(Station, station_id)
         if station is None:
             raise ApiError(404, "station_not_found", "站点不存在")
-        who.ensure_institution(station.institution_id)
+        principal.ensure_institution(station.institution_id)
         return station

@@ -1,10 +1,8 @@
 """RQ job entry points of the activities service (JSON arguments, idempotent)."""
 
-from services.activities.config import SCHEMA, SERVICE
-from services.activities.handlers import HANDLERS
-from services.activities.models import infra
-from shared.consumer import events_job
-from shared.runtime import ServiceRuntime
+from services.activities.config import SERVICE
+from services.activities.parts import ActivitiesParts
+from shared.parts import LazyParts, events_job
 
-runtime = ServiceRuntime(SCHEMA)
-handle_events = events_job(SERVICE, runtime, infra, HANDLERS)
+parts = LazyParts(ActivitiesParts)
+handle_events = events_job(SERVICE, parts)

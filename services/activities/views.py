@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import functools
 from datetime import date
-from typing import Any
 
-from flask import Response, current_app, g, url_for
+from flask import Response, g, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from services.activities.actions import ActionService
 from services.activities.operator_auth import HEADERS_DOC, authenticate_operator
-from services.activities.reviews import ReviewService
+from services.activities.parts import ActivitiesParts
 from services.activities.schemas import (
     ActionListArgsSchema,
     ActionPageSchema,
@@ -34,46 +32,21 @@ from services.activities.schemas import (
     StationSchema,
     StationUpdateSchema,
 )
-from services.activities.stations import StationService
 from shared import qr
-from shared.auth import current_principal, require_auth
+from shared.auth import ADMINS, current_principal, require_auth
+from shared.current import current_parts
 from shared.errors import ApiError
-from shared.idempotency import idempotent_write
-from shared.schemas import decode_cursor, encode_cursor
+from shared.paging import after_id, page
+from shared.views import idempotent_write
 
 actions_blp = Blueprint("actions", __name__, description="Green actions: commutes, station scans, charging")
 stations_blp = Blueprint("stations", __name__, description="Stations, their rotating QR codes and printed sheets")
 reviews_blp = Blueprint("reviews", __name__, description="The review queue of implausible actions")
 
-ADMINS = ("admin", "province_admin")
 
 
-def _service(name: str) -> Any:
-    return current_app.extensions["lvbao"].extra[name]
-
-
-def actions() -> ActionService:
-    return _service("actions")
-
-
-def _cursor_id(cursor: str | None) -> int | None:
-    value = (decode_cursor(cursor) or {}).get("id")
-    if value is not None and not isinstance(value, int):
-        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["游标无效"]})
-    return value
-
-
-def _page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
-    return {"items": items, "next_cursor": encode_cursor({"id": items[-1]["id"]}) if len(items) == limit else None}
-
-
-def _institution(requested: int | None) -> int:
-    """The institution an admin asks about: their own unless a province admin names one."""
-    who = current_principal()
-    institution_id = requested if requested is not None else who.institution_id
-    if institution_id is None:
-        raise ApiError(422, "validation_error", "请指定单位", errors={"institution_id": ["缺少必填字段"]})
-    return institution_id
+def activities() -> ActivitiesParts:
+    return current_parts(ActivitiesParts)
 
 
 def require_operator(view):
@@ -94,33 +67,31 @@ def require_operator(view):
 class Actions(MethodView):
     @require_auth("employee")
     @actions_blp.arguments(CommuteSchema)
-    @idempotent_write(ActionSchema(), 201)
     @actions_blp.response(201, ActionSchema)
-    def post(self, data):
+    @idempotent_write(ActionSchema(), 201)
+    def post(self, data, idem):
         """Record a green commute. Implausible ones wait for review; invalid ones are refused with a reason."""
-        actions().record_commute(current_principal(), data["mode"], data["distance_km"], data["occurred_at"],
-                                 g.idempotency)
-        return g.idempotency.response
+        return activities().actions.record_commute(current_principal(), data["mode"], data["distance_km"],
+                                                   data["occurred_at"], idem)
 
     @require_auth("employee")
     @actions_blp.arguments(ActionListArgsSchema, location="query")
     @actions_blp.response(200, ActionPageSchema)
     def get(self, args):
         """The caller's actions, newest first (``?mine``)."""
-        items = actions().list_mine(current_principal(), args["limit"], _cursor_id(args["cursor"]))
-        return _page(items, args["limit"])
+        items = activities().actions.list_mine(current_principal(), args["limit"], after_id(args["cursor"]))
+        return page(items, args["limit"])
 
 
 @actions_blp.route("/scans")
 class Scans(MethodView):
     @require_auth("employee")
     @actions_blp.arguments(ScanSchema)
-    @idempotent_write(ActionSchema(), 201)
     @actions_blp.response(201, ActionSchema)
-    def post(self, data):
+    @idempotent_write(ActionSchema(), 201)
+    def post(self, data, idem):
         """Scan a station's QR code: the station decides the action (clean plate, waste sorting)."""
-        actions().record_scan(current_principal(), data["code"], g.idempotency)
-        return g.idempotency.response
+        return activities().actions.record_scan(current_principal(), data["code"], idem)
 
 
 @actions_blp.route("/charging-sessions")
@@ -131,14 +102,10 @@ class ChargingSessions(MethodView):
     def post(self, data):
         """A charging operator reports a staff car's charging session (HMAC-signed; ``session_id`` unique)."""
         op = g.operator
-        return actions().record_charging(op.institution_id, op.key_id, op.signature, data)
+        return activities().actions.record_charging(op.institution_id, op.key_id, op.signature, data)
 
 
 # -- stations -------------------------------------------------------------------------------------------------
-
-
-def stations() -> StationService:
-    return _service("stations")
 
 
 @stations_blp.route("/stations")
@@ -148,14 +115,15 @@ class Stations(MethodView):
     @stations_blp.response(201, StationSchema)
     def post(self, data):
         """Create a canteen or sorting station with its time windows (local time)."""
-        return stations().create(current_principal(), data)
+        return activities().stations.create(current_principal(), data)
 
     @require_auth(*ADMINS)
     @stations_blp.arguments(StationListArgsSchema, location="query")
     @stations_blp.response(200, StationListSchema)
     def get(self, args):
         """An institution's stations."""
-        return {"items": stations().list(current_principal(), _institution(args["institution_id"]))}
+        principal = current_principal()
+        return {"items": activities().stations.list(principal, principal.institution_in_scope(args["institution_id"]))}
 
 
 @stations_blp.route("/stations/<id:station_id>")
@@ -164,20 +132,20 @@ class StationItem(MethodView):
     @stations_blp.response(200, StationSchema)
     def get(self, station_id):
         """One station."""
-        return stations().get(current_principal(), station_id)
+        return activities().stations.get(current_principal(), station_id)
 
     @require_auth(*ADMINS)
     @stations_blp.arguments(StationUpdateSchema)
     @stations_blp.response(200, StationSchema)
     def patch(self, data, station_id):
         """Rename, change windows, (de)activate, or rotate the signing secret."""
-        return stations().update(current_principal(), station_id, data)
+        return activities().stations.update(current_principal(), station_id, data)
 
     @require_auth(*ADMINS)
     @stations_blp.response(204)
     def delete(self, station_id):
         """Deactivate a station (its actions stay; its codes stop working)."""
-        stations().update(current_principal(), station_id, {"active": False})
+        activities().stations.update(current_principal(), station_id, {"active": False})
 
 
 @stations_blp.route("/stations/<id:station_id>/code")
@@ -186,7 +154,7 @@ class StationCode(MethodView):
     @stations_blp.response(200, StationCodeSchema)
     def get(self, station_id):
         """The station's current code (a new one every 30 s), with links to its images."""
-        code = stations().current_code(current_principal(), station_id)
+        code = activities().stations.current_code(current_principal(), station_id)
         headers = {"Cache-Control": "no-store"}
         return {
             "code": code.text,
@@ -203,11 +171,11 @@ class StationKiosk(MethodView):
     def get(self, station_id):
         """What the station's own screen shows besides its code: the station, the window open now and today's
         scans."""
-        return stations().kiosk(current_principal(), station_id), 200, {"Cache-Control": "no-store"}
+        return activities().stations.kiosk(current_principal(), station_id), 200, {"Cache-Control": "no-store"}
 
 
 def _image(station_id: int, render, mimetype: str) -> Response:
-    code = stations().current_code(current_principal(), station_id)
+    code = activities().stations.current_code(current_principal(), station_id)
     return Response(render(code.text), mimetype=mimetype, headers={"Cache-Control": "no-store"})
 
 
@@ -237,7 +205,7 @@ class StationSheet(MethodView):
     def get(self, args, station_id):
         """The day codes for a printed sheet (a station without a screen): one code per local day, each accepted
         on its day only. The station must have ``printed_codes`` on; a new secret voids every printed sheet."""
-        sheet = stations().sheet(current_principal(), station_id, args["start"], args["days"])
+        sheet = activities().stations.sheet(current_principal(), station_id, args["start"], args["days"])
         days = [{
             "date": code.day,
             "code": code.text,
@@ -252,7 +220,7 @@ def _sheet_image(station_id: int, day: str, render, mimetype: str) -> Response:
         parsed = date.fromisoformat(day)
     except ValueError:
         raise ApiError(422, "validation_error", "日期格式应为 YYYY-MM-DD", errors={"day": ["日期无效"]}) from None
-    code = stations().printed_code(current_principal(), station_id, parsed)
+    code = activities().stations.printed_code(current_principal(), station_id, parsed)
     return Response(render(code.text), mimetype=mimetype, headers={"Cache-Control": "no-store"})
 
 
@@ -277,10 +245,6 @@ class StationSheetPng(MethodView):
 # -- reviews --------------------------------------------------------------------------------------------------
 
 
-def reviews() -> ReviewService:
-    return _service("reviews")
-
-
 @reviews_blp.route("/reviews")
 class Reviews(MethodView):
     @require_auth(*ADMINS)
@@ -288,9 +252,10 @@ class Reviews(MethodView):
     @reviews_blp.response(200, ReviewPageSchema)
     def get(self, args):
         """Actions waiting for review (or reviewed ones, by ``status``), oldest first."""
-        items = reviews().queue(current_principal(), _institution(args["institution_id"]), args["status"],
-                                args["limit"], _cursor_id(args["cursor"]) or 0)
-        return _page(items, args["limit"])
+        principal = current_principal()
+        items = activities().reviews.queue(principal, principal.institution_in_scope(args["institution_id"]),
+                                           args["status"], args["limit"], after_id(args["cursor"]) or 0)
+        return page(items, args["limit"])
 
 
 @reviews_blp.route("/reviews/<id:action_id>/approve")
@@ -300,7 +265,7 @@ class ReviewApprove(MethodView):
     @reviews_blp.response(200, ReviewSchema)
     def post(self, data, action_id):
         """Approve a flagged action: it is credited."""
-        return reviews().approve(current_principal(), action_id, data.get("note"))
+        return activities().reviews.approve(current_principal(), action_id, data.get("note"))
 
 
 @reviews_blp.route("/reviews/<id:action_id>/reject")
@@ -310,4 +275,4 @@ class ReviewReject(MethodView):
     @reviews_blp.response(200, ReviewSchema)
     def post(self, data, action_id):
         """Reject an action; one already credited is reversed by a compensating ledger entry."""
-        return reviews().reject(current_principal(), action_id, data.get("note"))
+        return activities().reviews.reject(current_principal(), action_id, data.get("note"))

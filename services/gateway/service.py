@@ -72,10 +72,7 @@ class AuthService:
     db: Database
     redis: Redis
     wechat: WeChatClient
-
-    @property
-    def keys(self) -> KeyRing:
-        return KeyRing(self.db)
+    keys: KeyRing
 
     def issuer(self) -> TokenIssuer:
         return TokenIssuer(self.keys.signing_key(), self.settings.jwt_issuer, self.settings.jwt_audience)
@@ -288,7 +285,7 @@ class AuthService:
                                    errors={"invite_code": ["无效、已使用或已过期"]})
                 entry = uow.session.get(RosterEntry, invite.roster_entry_id)
             taken = ApiError(409, "roster_entry_taken", "该员工身份已被其他微信账号绑定")
-            # A roster import of this institution and this bind take turns (see AdminService.import_roster).
+            # A roster import of this institution and this bind take turns (see Staff.import_roster).
             lock_institution(uow, entry.institution_id)
             uow.session.refresh(entry)
             if entry.user_id is not None:

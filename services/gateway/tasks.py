@@ -1,10 +1,8 @@
 """RQ job entry points of the gateway service (JSON arguments, idempotent)."""
 
-from services.gateway.config import SCHEMA, SERVICE
-from services.gateway.handlers import HANDLERS
-from services.gateway.models import infra
-from shared.consumer import events_job
-from shared.runtime import ServiceRuntime
+from services.gateway.config import SERVICE
+from services.gateway.parts import GatewayParts
+from shared.parts import LazyParts, events_job
 
-runtime = ServiceRuntime(SCHEMA)
-handle_events = events_job(SERVICE, runtime, infra, HANDLERS)
+parts = LazyParts(GatewayParts)
+handle_events = events_job(SERVICE, parts)

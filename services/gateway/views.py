@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import current_app, request
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from services.gateway.admin_service import AdminService
+from services.gateway.parts import GatewayParts
 from services.gateway.schemas import (
     AdminAccountSchema,
     AdminCreateSchema,
@@ -38,35 +36,17 @@ from services.gateway.schemas import (
     UserSchema,
     WeChatLoginSchema,
 )
-from services.gateway.service import AuthService
-from shared.auth import current_principal, require_auth
+from shared.auth import ADMINS, current_principal, require_auth
+from shared.current import current_parts
 from shared.errors import ApiError
-from shared.schemas import decode_cursor, encode_cursor
+from shared.paging import after_id, page
 
 auth_blp = Blueprint("auth", __name__, description="Sign-in, tokens and the caller's identity")
 admin_blp = Blueprint("admin", __name__, description="Institutions, roster, invites, devices and admins")
 
-ADMINS = ("admin", "province_admin")
 
-
-def auth_service() -> AuthService:
-    return current_app.extensions["lvbao"].extra["auth"]
-
-
-def admin_service() -> AdminService:
-    return current_app.extensions["lvbao"].extra["admin"]
-
-
-def page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
-    next_cursor = encode_cursor({"after": items[-1]["id"]}) if len(items) == limit else None
-    return {"items": items, "next_cursor": next_cursor}
-
-
-def after_id(cursor: str | None) -> int:
-    value = (decode_cursor(cursor) or {}).get("after", 0)
-    if not isinstance(value, int):
-        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["游标无效"]})
-    return value
+def gateway() -> GatewayParts:
+    return current_parts(GatewayParts)
 
 
 # -- sign-in ---------------------------------------------------------------------------------------------------
@@ -78,7 +58,7 @@ class WeChatLogin(MethodView):
     @auth_blp.response(200, TokenPairSchema)
     def post(self, data):
         """Sign in with a wx.login code."""
-        return auth_service().login_with_wechat(data["code"])
+        return gateway().auth.login_with_wechat(data["code"])
 
 
 @auth_blp.route("/bind")
@@ -88,7 +68,7 @@ class Bind(MethodView):
     @auth_blp.response(200, UserSchema)
     def post(self, data):
         """Bind the WeChat user to their roster entry by phone code or invite code; then refresh the tokens."""
-        return auth_service().bind(
+        return gateway().auth.bind(
             current_principal().user_id, phone_code=data.get("phone_code"), invite_code=data.get("invite_code")
         )
 
@@ -99,7 +79,7 @@ class Refresh(MethodView):
     @auth_blp.response(200, TokenPairSchema)
     def post(self, data):
         """Spend a refresh token for a new pair (rotation; a reused token revokes its family)."""
-        return auth_service().refresh(data["refresh_token"])
+        return gateway().auth.refresh(data["refresh_token"])
 
 
 @auth_blp.route("/logout")
@@ -109,7 +89,7 @@ class Logout(MethodView):
     @auth_blp.response(204)
     def post(self, data):
         """Revoke the refresh token's family (or all of the caller's when none is given)."""
-        auth_service().logout(current_principal().subject, data.get("refresh_token"))
+        gateway().auth.logout(current_principal().subject, data.get("refresh_token"))
 
 
 @auth_blp.route("/me")
@@ -118,14 +98,14 @@ class Me(MethodView):
     @auth_blp.response(200, UserSchema)
     def get(self):
         """The signed-in employee or admin."""
-        return auth_service().me(current_principal().subject)
+        return gateway().auth.me(current_principal().subject)
 
     @require_auth("employee")
     @auth_blp.arguments(NicknameSchema)
     @auth_blp.response(200, UserSchema)
     def patch(self, data):
         """Change the employee's nickname (boards show it, never the real name)."""
-        return auth_service().rename(current_principal().user_id, data["nickname"].strip())
+        return gateway().auth.rename(current_principal().user_id, data["nickname"].strip())
 
 
 @auth_blp.route("/jwks.json")
@@ -133,7 +113,7 @@ class Jwks(MethodView):
     @auth_blp.response(200, JwksSchema)
     def get(self):
         """Public keys that verify the gateway's tokens."""
-        return auth_service().keys.jwks(), 200, {"Cache-Control": "public, max-age=60"}
+        return gateway().keys.jwks(), 200, {"Cache-Control": "public, max-age=60"}
 
 
 @auth_blp.route("/admin/login")
@@ -142,7 +122,7 @@ class AdminLogin(MethodView):
     @auth_blp.response(200, TokenPairSchema)
     def post(self, data):
         """Admin console sign-in."""
-        return auth_service().admin_login(data["username"], data["password"])
+        return gateway().auth.admin_login(data["username"], data["password"])
 
 
 # -- administration --------------------------------------------------------------------------------------------
@@ -155,7 +135,7 @@ class Institutions(MethodView):
     @admin_blp.response(200, InstitutionPageSchema)
     def get(self, args):
         """Institutions the caller administers (all, for the province admin)."""
-        items = admin_service().list_institutions(current_principal(), after_id(args["cursor"]), args["limit"])
+        items = gateway().institutions.list(current_principal(), after_id(args["cursor"]), args["limit"])
         return page(items, args["limit"])
 
     @require_auth("province_admin")
@@ -163,7 +143,7 @@ class Institutions(MethodView):
     @admin_blp.response(201, InstitutionSchema)
     def post(self, data):
         """Add an institution (province admin)."""
-        return admin_service().create_institution(data["name"], data["code"])
+        return gateway().institutions.create(data["name"], data["code"])
 
 
 @admin_blp.route("/institutions/<id:institution_id>")
@@ -172,7 +152,7 @@ class InstitutionItem(MethodView):
     @admin_blp.response(200, InstitutionSchema)
     def get(self, institution_id):
         """One institution."""
-        return admin_service().get_institution(current_principal(), institution_id)
+        return gateway().institutions.get(current_principal(), institution_id)
 
 
 @admin_blp.route("/institutions/<id:institution_id>/departments")
@@ -181,14 +161,14 @@ class Departments(MethodView):
     @admin_blp.response(200, DepartmentListSchema)
     def get(self, institution_id):
         """The institution's departments."""
-        return {"items": admin_service().list_departments(current_principal(), institution_id), "next_cursor": None}
+        return {"items": gateway().institutions.departments(current_principal(), institution_id), "next_cursor": None}
 
     @require_auth(*ADMINS)
     @admin_blp.arguments(DepartmentCreateSchema)
     @admin_blp.response(201, DepartmentSchema)
     def post(self, data, institution_id):
         """Add a department."""
-        return admin_service().create_department(current_principal(), institution_id, data["name"], data["code"])
+        return gateway().institutions.create_department(current_principal(), institution_id, data["name"], data["code"])
 
 
 ROSTER_BODY_DOC = {
@@ -207,7 +187,7 @@ class Roster(MethodView):
     @admin_blp.response(200, RosterPageSchema)
     def get(self, args, institution_id):
         """The institution's roster."""
-        items = admin_service().list_roster(
+        items = gateway().staff.list_roster(
             current_principal(), institution_id, after_id(args["cursor"]), args["limit"]
         )
         return page(items, args["limit"])
@@ -220,7 +200,7 @@ class Roster(MethodView):
         """Import a roster CSV: all rows or none; a bad row is named (422, errors by spreadsheet row)."""
         if request.mimetype not in ("text/csv", "text/plain", "application/csv"):
             raise ApiError(415, "unsupported_media_type", "请以 text/csv 上传名册")
-        return admin_service().import_roster(current_principal(), institution_id, request.get_data())
+        return gateway().staff.import_roster(current_principal(), institution_id, request.get_data())
 
 
 @admin_blp.route("/institutions/<id:institution_id>/invites")
@@ -230,7 +210,7 @@ class Invites(MethodView):
     @admin_blp.response(201, InviteSchema)
     def post(self, data, institution_id):
         """An invite code for one roster entry (single use, 14 days)."""
-        return admin_service().create_invite(current_principal(), institution_id, data["employee_no"])
+        return gateway().invites.create(current_principal(), institution_id, data["employee_no"])
 
 
 @admin_blp.route("/devices")
@@ -240,7 +220,7 @@ class Devices(MethodView):
     @admin_blp.response(200, DeviceListSchema)
     def get(self, args):
         """The institution's devices (credentials are never shown again)."""
-        return {"items": admin_service().list_devices(current_principal(), args["institution_id"]),
+        return {"items": gateway().devices.list(current_principal(), args["institution_id"]),
                 "next_cursor": None}
 
     @require_auth(*ADMINS)
@@ -248,10 +228,7 @@ class Devices(MethodView):
     @admin_blp.response(201, DeviceCredentialSchema)
     def post(self, data):
         """Register a station, screen or charging operator; the credential is shown once."""
-        issuer = auth_service().issuer()
-        return admin_service().create_device(
-            current_principal(), issuer, data["kind"], data["institution_id"], data["name"]
-        )
+        return gateway().devices.create(current_principal(), data["kind"], data["institution_id"], data["name"])
 
 
 @admin_blp.route("/devices/<id:device_id>")
@@ -260,7 +237,7 @@ class DeviceItem(MethodView):
     @admin_blp.response(204)
     def delete(self, device_id):
         """Revoke a device: its next request fails."""
-        admin_service().revoke_device(current_principal(), device_id)
+        gateway().devices.revoke(current_principal(), device_id)
 
 
 @admin_blp.route("/devices/<id:device_id>/token")
@@ -269,8 +246,7 @@ class DeviceToken(MethodView):
     @admin_blp.response(201, DeviceCredentialSchema)
     def post(self, device_id):
         """A new token for a station or screen (the old one keeps working until its key is retired)."""
-        issuer = auth_service().issuer()
-        return admin_service().reissue_device_token(current_principal(), issuer, device_id)
+        return gateway().devices.reissue_token(current_principal(), device_id)
 
 
 @admin_blp.route("/admins")
@@ -280,6 +256,6 @@ class Admins(MethodView):
     @admin_blp.response(201, AdminAccountSchema)
     def post(self, data):
         """Create an admin of an institution (or, by the province admin, another province admin)."""
-        return admin_service().create_admin(
+        return gateway().admins.create(
             current_principal(), data["username"], data["password"], data["institution_id"], data["role"]
         )

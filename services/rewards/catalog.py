@@ -88,39 +88,40 @@ def move_stock(session: Session, reward_id: int, kind: str, delta: int, reason: 
     return stock_after
 
 
-class CatalogService:
+class Catalog:
     def __init__(self, db: Database):
         self.db = db
 
-    def create(self, who: Principal, data: dict[str, Any]) -> dict[str, Any]:
-        who.ensure_institution(data["institution_id"])
+    def create(self, principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
+        principal.ensure_institution(data["institution_id"])
         _check_window(data["available_from"], data["available_to"])
         with self.db.uow() as uow:
             reward = Reward(
                 institution_id=data["institution_id"], name=data["name"], description=data["description"],
                 image_url=data["image_url"], points_cost=data["points_cost"], stock=0, stock_received=0,
                 per_user_limit=data["per_user_limit"], available_from=data["available_from"],
-                available_to=data["available_to"], active=True, created_by=who.subject, created_at=clock.now(),
-                updated_at=clock.now(),
+                available_to=data["available_to"], active=True, created_by=principal.subject,
+                created_at=clock.now(), updated_at=clock.now(),
             )
             uow.session.add(reward)
             uow.session.flush()
             if data["stock"]:
-                move_stock(uow.session, reward.id, "received", data["stock"], "初始库存", who.subject)
+                move_stock(uow.session, reward.id, "received", data["stock"], "初始库存", principal.subject)
             uow.commit()
             uow.session.refresh(reward)
             return reward_view(reward)
 
-    def _reward_for_admin(self, session: Session, who: Principal, reward_id: int, lock: bool = False) -> Reward:
+    def _reward_for_admin(self, session: Session, principal: Principal, reward_id: int, lock: bool = False
+                          ) -> Reward:
         reward = session.get(Reward, reward_id, with_for_update=lock)
         if reward is None:
             raise ApiError(404, "reward_not_found", "奖品不存在")
-        who.ensure_institution(reward.institution_id)
+        principal.ensure_institution(reward.institution_id)
         return reward
 
-    def update(self, who: Principal, reward_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    def update(self, principal: Principal, reward_id: int, changes: dict[str, Any]) -> dict[str, Any]:
         with self.db.uow() as uow:
-            reward = self._reward_for_admin(uow.session, who, reward_id, lock=True)
+            reward = self._reward_for_admin(uow.session, principal, reward_id, lock=True)
             for name in EDITABLE:
                 if name in changes:
                     setattr(reward, name, changes[name])
@@ -129,52 +130,50 @@ class CatalogService:
             uow.commit()
             return reward_view(reward)
 
-    def adjust_stock(self, who: Principal, reward_id: int, delta: int, reason: str) -> dict[str, Any]:
+    def adjust_stock(self, principal: Principal, reward_id: int, delta: int, reason: str) -> dict[str, Any]:
         """Put stock in (or take it out, say after a count): never below what is left to reserve."""
         with self.db.uow() as uow:
-            self._reward_for_admin(uow.session, who, reward_id)
-            if move_stock(uow.session, reward_id, "received", delta, reason, who.subject) is None:
+            self._reward_for_admin(uow.session, principal, reward_id)
+            if move_stock(uow.session, reward_id, "received", delta, reason, principal.subject) is None:
                 raise ApiError(409, "stock_insufficient", "库存不足，无法减少这么多",
                                errors={"delta": ["超过现有库存"]})
             uow.commit()
             reward = uow.session.get(Reward, reward_id, populate_existing=True)
             return reward_view(reward)
 
-    def get(self, who: Principal, reward_id: int) -> dict[str, Any]:
+    def get(self, principal: Principal, reward_id: int) -> dict[str, Any]:
         with self.db.reader() as uow:
             reward = uow.session.get(Reward, reward_id)
-            if reward is None or not who.can_access_institution(reward.institution_id) or (
-                    not who.is_admin and not reward.active):
+            if reward is None or not principal.can_access_institution(reward.institution_id) or (
+                    not principal.is_admin and not reward.active):
                 raise ApiError(404, "reward_not_found", "奖品不存在")
             return reward_view(reward)
 
-    def list(self, who: Principal, institution_id: int | None, limit: int, after_id: int | None
+    def list(self, principal: Principal, institution_id: int | None, limit: int, after: int | None
              ) -> list[dict[str, Any]]:
         """An employee sees what their institution offers now; an admin every item, offered or not."""
-        if not who.is_admin:
-            who.ensure_bound()
-        institution_id = institution_id if institution_id is not None else who.institution_id
-        if institution_id is None:
-            raise ApiError(422, "validation_error", "请指定单位", errors={"institution_id": ["缺少必填字段"]})
-        who.ensure_institution(institution_id)
+        if not principal.is_admin:
+            principal.ensure_bound()
+        institution_id = principal.institution_in_scope(institution_id)
         now = clock.now()
         query = select(Reward).where(Reward.institution_id == institution_id)
-        if not who.is_admin:
+        if not principal.is_admin:
             query = query.where(
                 Reward.active.is_(True),
                 or_(Reward.available_from.is_(None), Reward.available_from <= now),
                 or_(Reward.available_to.is_(None), Reward.available_to > now),
             )
-        if after_id is not None:
-            query = query.where(Reward.id > after_id)
+        if after is not None:
+            query = query.where(Reward.id > after)
         with self.db.reader() as uow:
             return [reward_view(r) for r in uow.session.scalars(query.order_by(Reward.id).limit(limit))]
 
-    def movements(self, who: Principal, reward_id: int, limit: int, before_id: int | None) -> list[dict[str, Any]]:
+    def movements(self, principal: Principal, reward_id: int, limit: int, after: int | None) -> list[dict[str, Any]]:
+        """The reward's stock movements, newest first, continuing past movement ``after`` (older ones)."""
         with self.db.reader() as uow:
-            self._reward_for_admin(uow.session, who, reward_id)
+            self._reward_for_admin(uow.session, principal, reward_id)
             query = select(StockMovement).where(StockMovement.reward_id == reward_id)
-            if before_id is not None:
-                query = query.where(StockMovement.id < before_id)
+            if after is not None:
+                query = query.where(StockMovement.id < after)
             rows = uow.session.scalars(query.order_by(StockMovement.id.desc()).limit(limit))
             return [movement_view(m) for m in rows]

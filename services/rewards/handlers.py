@@ -1,6 +1,6 @@
 """The rewards service's event handlers, one registry: points' answers in the redemption saga."""
 
-from services.rewards.redemptions import confirm_redemption, note_refund, reject_redemption
+from services.rewards.saga import confirm_redemption, note_refund, reject_redemption
 
 HANDLERS = {
     "PointsDebited": confirm_redemption,

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import Response, current_app, g
+from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from services.rewards.catalog import CatalogService
-from services.rewards.redemptions import RedemptionService
+from services.rewards.parts import RewardsParts
 from services.rewards.schemas import (
     CatalogArgsSchema,
     FulfilmentSchema,
@@ -26,38 +23,22 @@ from services.rewards.schemas import (
     StockMovementPageSchema,
 )
 from shared import clock, qr
-from shared.auth import current_principal, require_auth
-from shared.errors import ApiError
+from shared.auth import ADMINS, current_principal, require_auth
+from shared.current import current_parts
 from shared.exports import csv_attachment
-from shared.idempotency import idempotent_write
-from shared.schemas import PageArgsSchema, decode_cursor, encode_cursor
+from shared.paging import after_id, page
+from shared.schemas import PageArgsSchema
+from shared.views import idempotent_write
 
 catalog_blp = Blueprint("catalog", __name__, description="The catalog: rewards, their stock and its history")
 redemptions_blp = Blueprint("redemptions", __name__, description="Redemptions, pickup codes and fulfilment")
 
-ADMINS = ("admin", "province_admin")
 EXPORT_COLUMNS = ("id", "created_at", "user_id", "reward_id", "reward_name", "points_cost", "status", "reason",
                   "decided_at", "fulfilled_at", "closed_at", "refunded_at")
 
 
-def catalog() -> CatalogService:
-    return current_app.extensions["lvbao"].extra["catalog"]
-
-
-def redemptions() -> RedemptionService:
-    return current_app.extensions["lvbao"].extra["redemptions"]
-
-
-def _cursor(cursor: str | None, name: str) -> int | None:
-    value = (decode_cursor(cursor) or {}).get(name)
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-        raise ApiError(422, "validation_error", "分页游标无效", errors={"cursor": ["游标无效"]})
-    return value
-
-
-def _page(items: list[dict[str, Any]], limit: int, name: str) -> dict[str, Any]:
-    full = len(items) == limit
-    return {"items": items, "next_cursor": encode_cursor({name: items[-1]["id"]}) if full else None}
+def rewards() -> RewardsParts:
+    return current_parts(RewardsParts)
 
 
 # -- catalog ----------------------------------------------------------------------------------------------------
@@ -70,16 +51,16 @@ class Catalog(MethodView):
     @catalog_blp.response(200, RewardPageSchema)
     def get(self, args):
         """The caller's institution's rewards: on offer now for employees, every item for admins."""
-        items = catalog().list(current_principal(), args["institution_id"], args["limit"],
-                               _cursor(args["cursor"], "after"))
-        return _page(items, args["limit"], "after")
+        items = rewards().catalog.list(current_principal(), args["institution_id"], args["limit"],
+                                       after_id(args["cursor"]))
+        return page(items, args["limit"])
 
     @require_auth(*ADMINS)
     @catalog_blp.arguments(RewardCreateSchema)
     @catalog_blp.response(201, RewardSchema)
     def post(self, data):
         """Add a reward to an institution's catalog; its initial stock is recorded as received."""
-        return catalog().create(current_principal(), data)
+        return rewards().catalog.create(current_principal(), data)
 
 
 @catalog_blp.route("/catalog/<id:reward_id>")
@@ -88,14 +69,14 @@ class CatalogItem(MethodView):
     @catalog_blp.response(200, RewardSchema)
     def get(self, reward_id):
         """One reward."""
-        return catalog().get(current_principal(), reward_id)
+        return rewards().catalog.get(current_principal(), reward_id)
 
     @require_auth(*ADMINS)
     @catalog_blp.arguments(RewardUpdateSchema)
     @catalog_blp.response(200, RewardSchema)
     def patch(self, changes, reward_id):
         """Change a reward's details, window or limit, or take it off the catalog (``active: false``)."""
-        return catalog().update(current_principal(), reward_id, changes)
+        return rewards().catalog.update(current_principal(), reward_id, changes)
 
 
 @catalog_blp.route("/catalog/<id:reward_id>/stock")
@@ -105,15 +86,15 @@ class CatalogStock(MethodView):
     @catalog_blp.response(200, StockMovementPageSchema)
     def get(self, args, reward_id):
         """Every change of the reward's stock, newest first, with who and why."""
-        items = catalog().movements(current_principal(), reward_id, args["limit"], _cursor(args["cursor"], "before"))
-        return _page(items, args["limit"], "before")
+        items = rewards().catalog.movements(current_principal(), reward_id, args["limit"], after_id(args["cursor"]))
+        return page(items, args["limit"])
 
     @require_auth(*ADMINS)
     @catalog_blp.arguments(StockChangeSchema)
     @catalog_blp.response(200, RewardSchema)
     def post(self, data, reward_id):
         """Receive stock (or correct it after a count, with a negative delta); the reason is kept."""
-        return catalog().adjust_stock(current_principal(), reward_id, data["delta"], data["reason"])
+        return rewards().catalog.adjust_stock(current_principal(), reward_id, data["delta"], data["reason"])
 
 
 # -- redemptions ------------------------------------------------------------------------------------------------
@@ -123,25 +104,24 @@ class CatalogStock(MethodView):
 class Redemptions(MethodView):
     @require_auth("employee")
     @redemptions_blp.arguments(RedeemSchema)
-    @idempotent_write(RedemptionSchema(), 202)
     @redemptions_blp.response(202, RedemptionSchema)
-    def post(self, data):
+    @idempotent_write(RedemptionSchema(), 202)
+    def post(self, data, idem):
         """Redeem a reward. Answers ``pending`` while points checks the balance (poll the redemption), or
         ``rejected`` at once with ``out_of_stock`` / ``limit_reached``."""
-        redemptions().redeem(current_principal(), data["reward_id"], g.idempotency)
-        return g.idempotency.response
+        return rewards().redemptions.redeem(current_principal(), data["reward_id"], idem)
 
     @require_auth("employee", *ADMINS)
     @redemptions_blp.arguments(RedemptionListArgsSchema, location="query")
     @redemptions_blp.response(200, RedemptionPageSchema)
     def get(self, args):
         """An employee's own redemptions (``?mine``), newest first; for admins, their institution's, filtered."""
-        who, before = current_principal(), _cursor(args["cursor"], "before")
-        if who.is_admin and args["mine"] is None:
-            items = redemptions().list_for_admin(who, args, args["limit"], before)
+        principal, after = current_principal(), after_id(args["cursor"])
+        if principal.is_admin and args["mine"] is None:
+            items = rewards().fulfilment.list(principal, args, args["limit"], after)
         else:
-            items = redemptions().list_mine(who, args["limit"], before)
-        return _page(items, args["limit"], "before")
+            items = rewards().redemptions.list_mine(principal, args["limit"], after)
+        return page(items, args["limit"])
 
 
 @redemptions_blp.route("/redemptions.csv")
@@ -152,7 +132,7 @@ class RedemptionsExport(MethodView):
     def get(self, args):
         """Redemptions as CSV (UTF-8 with BOM, so spreadsheet programs read the Chinese), oldest first; times in
         Asia/Shanghai."""
-        rows = redemptions().rows_for_export(current_principal(), args)
+        rows = rewards().fulfilment.rows_for_export(current_principal(), args)
         return csv_attachment(f"redemptions-{clock.local_now():%Y%m%d}.csv", EXPORT_COLUMNS, rows)
 
 
@@ -162,7 +142,7 @@ class RedemptionItem(MethodView):
     @redemptions_blp.response(200, RedemptionSchema)
     def get(self, redemption_id):
         """One redemption: its status, the reason of a rejection, and for its owner the pickup code."""
-        return redemptions().get(current_principal(), redemption_id)
+        return rewards().redemptions.get(current_principal(), redemption_id)
 
 
 @redemptions_blp.route("/redemptions/<id:redemption_id>/cancel")
@@ -171,11 +151,11 @@ class RedemptionCancel(MethodView):
     @redemptions_blp.response(200, RedemptionSchema)
     def post(self, redemption_id):
         """Cancel a confirmed redemption before pickup: the stock comes back and the points are refunded."""
-        return redemptions().cancel(current_principal(), redemption_id)
+        return rewards().redemptions.cancel(current_principal(), redemption_id)
 
 
 def _pickup_image(redemption_id: int, render, mimetype: str) -> Response:
-    code = redemptions().pickup_code(current_principal(), redemption_id)
+    code = rewards().redemptions.pickup_code(current_principal(), redemption_id)
     return Response(render(code), mimetype=mimetype, headers={"Cache-Control": "private, no-store"})
 
 
@@ -204,4 +184,4 @@ class Fulfilments(MethodView):
     @redemptions_blp.response(200, RedemptionSchema)
     def post(self, data):
         """Staff scan an employee's pickup code (at a station or in the admin console): fulfilled, once."""
-        return redemptions().fulfil(current_principal(), data["pickup_code"])
+        return rewards().fulfilment.fulfil(current_principal(), data["pickup_code"])

@@ -27,6 +27,13 @@ CHECKS = [
 ]
 
 
+def test_the_pages_vocabulary_module_matches_the_code():
+    from shared.vocabulary import javascript_module
+
+    path = ROOT / "lvbao" / "web" / "vocabulary.js"
+    assert path.read_text(encoding="utf-8") == javascript_module(), "vocabulary.js drifted: run `make openapi`"
+
+
 def test_committed_openapi_files_match_the_code():
     for service, text in openapi_documents().items():
         path = ROOT / "openapi" / f"{service}.yaml"

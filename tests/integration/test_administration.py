@@ -187,14 +187,15 @@ def test_device_token_works_until_revoked(api, pilot, province_token):
 
 
 def test_revocation_survives_losing_redis(api, pilot, province_token, redis_client, settings, databases):
-    from services.gateway.admin_service import AdminService
+    from services.gateway.parts import GatewayParts
 
     device = api.post("/api/auth/devices",
                       json={"kind": "station", "institution_id": pilot.institution_id, "name": "二楼"},
                       token=province_token).json()
     api.delete(f"/api/auth/devices/{device['id']}", token=province_token)
     redis_client.flushdb()
-    assert AdminService(settings, databases["gateway"], redis_client).republish_revocations() == 1
+    gateway = GatewayParts(settings, db=databases["gateway"], redis_client=redis_client)
+    assert gateway.devices.republish_revocations() == 1
     assert api.get("/api/points/whoami", token=device["token"]).status_code == 401
 
 

@@ -14,6 +14,7 @@ from services.gateway.models import infra as gateway_infra
 from services.points import tasks as points_tasks
 from services.points.models import Member
 from services.points.models import infra as points_infra
+from services.points.parts import PointsParts
 from shared import clock
 from shared.consumer import EventsFailed, ack_key, consume
 from shared.events import SUBSCRIPTIONS, ActionReversed, EmployeeBound
@@ -24,8 +25,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def points_runtime(settings, databases):
-    points_tasks.runtime.configure(settings, databases["points"])
-    yield points_tasks.runtime
+    parts = PointsParts(settings, db=databases["points"])
+    points_tasks.parts.use(parts)
+    yield parts
+    points_tasks.parts.use(None)
 
 
 def _unpublished(db):
@@ -200,7 +203,7 @@ def test_every_queue_has_a_job_that_ignores_events_it_does_not_handle(service, s
     from lvbao import registry
 
     tasks = registry.module(service, "tasks")
-    tasks.runtime.configure(settings, databases[service])
+    tasks.parts.use(registry.build(service, settings, db=databases[service]))
     event = ActionReversed(action_id=1, user_id=1, institution_id=1, reason="x")  # only points handles it
     assert tasks.handle_events([event.to_message()]) == {"applied": 0, "duplicate": 0, "ignored": 1, "dead": 0}
 

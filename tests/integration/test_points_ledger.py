@@ -17,10 +17,11 @@ from shared import clock
 from shared.auth.guards import Principal
 from shared.consumer import consume
 from shared.events import ActionRecorded, ActionReversed
+from shared.vocabulary import UNIT_OF
 
 pytestmark = pytest.mark.integration
 
-UNITS = {"commute": "km", "clean_plate": "meal", "waste_sorting": "check_in", "ev_charging": "kwh"}
+UNITS = UNIT_OF
 PROVINCE = Principal(subject="admin:1", token_type="access", roles=frozenset({"province_admin"}))
 _ids = itertools.count(1000)
 

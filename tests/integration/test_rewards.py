@@ -16,9 +16,9 @@ from lvbao.verify_rewards import reconcile_redemptions
 from services.points.ledger import append_entry, lock_account
 from services.points.models import Account, LedgerEntry
 from services.points.models import infra as points_infra
-from services.rewards.app import redemption_service
 from services.rewards.models import Redemption
 from services.rewards.models import infra as rewards_infra
+from services.rewards.saga import Deadlines
 from shared import clock
 from shared.consumer import consume
 from tests.support import deliver_outbox, freeze
@@ -233,7 +233,7 @@ def test_a_cancelled_redemption_gets_its_points_back_exactly_once(shop, database
 
 def test_an_uncollected_pickup_expires_with_a_refund(shop, databases, settings):
     person, _reward, shown, _ = _confirmed(shop, databases)
-    service = redemption_service(databases["rewards"], settings)
+    service = Deadlines(databases["rewards"], settings)
     assert service.expire_pickups() == 0
     freeze(databases, clock.now() + timedelta(days=settings.pickup_days, minutes=1))
     admin_token = shop.admin_login("admin", "province-admin-pw-1")["access_token"]
@@ -257,7 +257,7 @@ def test_a_redemption_whose_request_was_lost_is_asked_about_again(shop, database
         for row in uow.session.scalars(select(rewards_infra.outbox)):
             row.published_at = row.acked_at = clock.now()
         uow.commit()
-    service = redemption_service(databases["rewards"], settings)
+    service = Deadlines(databases["rewards"], settings)
     assert service.ask_again() == 0  # not yet: it has not waited long enough
     freeze(databases, clock.now() + timedelta(seconds=settings.debit_retry_seconds + 1))
     assert service.ask_again() == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from shared import outbox
+from shared.parts import Chore
 
 
 class FakeRelay:
@@ -37,7 +38,8 @@ def test_run_relays_drains_backs_off_and_runs_periodic_chores(monkeypatch):
             raise RuntimeError("first run fails")
 
     outbox.run_relays(
-        [relay], poll_interval=0.1, max_backoff=10, should_stop=lambda: relay.calls >= 5, periodic=[(0.0, chore)]
+        [relay], poll_interval=0.1, max_backoff=10, should_stop=lambda: relay.calls >= 5,
+        chores=[Chore(0.0, chore, "chore")],
     )
     # work -> no sleep; an outage and an unexpected error -> growing back-off, the relay lives on; work; idle
     assert sleeps == [0.1, 0.2, 0.1]
