@@ -13,7 +13,7 @@ const KEYS = { access: "lvbao.mini.access", refresh: "lvbao.mini.refresh", openi
 // The fields this app sends, as a refused request names them to the employee.
 const FIELDS = { distance_km: "距离", mode: "出行方式", occurred_at: "时间", code: "二维码", nickname: "昵称",
                  invite_code: "邀请码", phone_code: "手机号授权", reward_id: "奖品" };
-// A receipt names its unit, and the unit the kind of action it counts.
+// The action type each unit counts (a receipt names only its unit).
 const TYPE_OF_UNIT = { km: "commute", meal: "clean_plate", check_in: "waste_sorting", kwh: "ev_charging" };
 
 const stored = (key) => { try { return localStorage.getItem(key); } catch (e) { return null; } };

@@ -7,6 +7,7 @@ import { action, form, local, numberOrNull, short } from "/web/admin/ui.js";
 const RULE_FIELDS = { "rule.variants": "减碳因子", "rule.g_per_point": "每分克数", "rule.daily_cap_points": "每日积分上限",
                       "rule.source": "因子来源", "action.variant": "方式", "action.quantity": "示例数量" };
 const typeName = (type) => TYPES[type] || type;
+let pendingPreview = null;  // one preview due at a time, however often the page is drawn again
 
 export default async function rulesPage(ctx) {
   const rules = (await ctx.call("GET", `/api/points/rules?institution_id=${ctx.inst()}`)).items;
@@ -54,12 +55,10 @@ export default async function rulesPage(ctx) {
       claim_window_days: base.claim_window_days, source: inputs.source.value,
     };
   };
-  let pending = null;
   const refresh = () => {
     // A preview 250 ms after typing stops, on this route's clock: none once the admin has left the page.
-    clearTimeout(pending);
-    pending = ctx.later(async () => {
-      if (!preview.isConnected) return;  // the page was drawn again since
+    clearTimeout(pendingPreview);
+    pendingPreview = ctx.later(async () => {
       try {
         const rule = ruleFrom(inputs);
         const r = await ctx.call("POST", "/api/points/rules/preview",
