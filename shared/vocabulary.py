@@ -40,7 +40,7 @@ UNIT_OF: dict[str, str] = {t.name: t.unit for t in ACTION_TYPES.values()}
 
 # A station's kind decides the action its scans record.
 SCAN_ACTIONS: dict[str, str] = {"canteen": "clean_plate", "sorting": "waste_sorting"}
-STATION_KINDS: dict[str, str] = {"canteen": "食堂", "sorting": "垃圾分类点"}
+STATION_KINDS: dict[str, str] = {"canteen": "食堂回盘处", "sorting": "垃圾分类点"}
 
 # Why an action waits for review or was refused, and why a redemption did not go through.
 REASONS: dict[str, str] = {

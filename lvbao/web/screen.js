@@ -1,7 +1,10 @@
 // The office screen: polls GET /api/points/screens/{id} with the screen's device token and redraws in place.
 // The token comes once in the address fragment (see common.js). When the API cannot be reached the last data
 // stays up, marked stale, and polling goes on until it answers again.
-import { $, ApiError, api, el, hhmmss, setStatus, startClock, takeToken } from "/web/common.js";
+import { deviceClient, hhmmss, setStatus, startClock, takeToken } from "/web/common.js";
+import { ApiError } from "/web/http.js";
+import { MODES, TYPES, UNITS } from "/web/vocabulary.js";
+import { $, el } from "/web/widgets.js";
 
 const match = location.pathname.match(/\/screen\/(\d+)\/?$/);
 const institutionId = match ? match[1] : null;
@@ -9,9 +12,7 @@ const params = new URLSearchParams(location.search);
 const intervalSeconds = Math.min(300, Math.max(1, Number(params.get("interval")) || 15));
 const token = takeToken("lvbao.screen.token." + institutionId);
 
-const MODES = { walk: "步行", bike: "骑行", bus: "公交", metro: "地铁", carpool: "拼车", ev: "电动汽车" };
-const TYPES = { commute: "绿色出行", clean_plate: "光盘行动", waste_sorting: "垃圾分类", ev_charging: "新能源充电" };
-const UNITS = { km: "公里", meal: "餐", check_in: "次", kwh: "度电" };
+const api = deviceClient(token);
 
 let lastData = null;
 let lastOkAt = null;
@@ -120,7 +121,7 @@ async function poll() {
     return;
   }
   try {
-    lastData = await api("/api/points/screens/" + institutionId, token);
+    lastData = await api.get("/api/points/screens/" + institutionId);
     lastOkAt = new Date();
     render(lastData);
     setStatus("live", "实时");

@@ -1,12 +1,17 @@
 // The station kiosk: the station's current code as a large QR that is replaced before it expires, the window
 // open now, and today's scans. Uses GET /api/activities/stations/{id}/code (and its PNG) and .../kiosk with
 // the station's device token (handed over once in the address fragment, see common.js).
-import { $, ApiError, api, setStatus, startClock, takeToken } from "/web/common.js";
+import { deviceClient, setStatus, startClock, takeToken } from "/web/common.js";
+import { ApiError } from "/web/http.js";
+import { STATION_KINDS, TYPES } from "/web/vocabulary.js";
+import { $ } from "/web/widgets.js";
 
 const match = location.pathname.match(/\/station\/(\d+)\/?$/);
 const stationId = match ? match[1] : null;
 const token = takeToken("lvbao.station.token." + stationId);
-const KINDS = { canteen: "食堂回盘处 · 光盘行动", sorting: "垃圾分类点" };
+const api = deviceClient(token);
+// A canteen's kiosk also names the action its scans record (a sorting point's name already says it).
+const KIND_TEXT = { canteen: `${STATION_KINDS.canteen} · ${TYPES.clean_plate}`, sorting: STATION_KINDS.sorting };
 const EARLY_MS = 5000;  // a new code is fetched this long before the current one expires
 const INFO_EVERY_MS = 10000;
 
@@ -29,8 +34,8 @@ async function refreshCode() {
   clearTimeout(codeTimer);
   let delay = 3000;
   try {
-    const code = await api(`/api/activities/stations/${stationId}/code`, token);
-    const image = await api(`/api/activities/stations/${stationId}/code.png`, token, { as: "blob" });
+    const code = await api.get(`/api/activities/stations/${stationId}/code`);
+    const image = await api.get(`/api/activities/stations/${stationId}/code.png`, { as: "blob" });
     const url = URL.createObjectURL(image);
     const img = $("qr");
     img.src = url;
@@ -56,11 +61,11 @@ function windowText(window) {
 
 async function refreshInfo() {
   try {
-    const kiosk = await api(`/api/activities/stations/${stationId}/kiosk`, token);
+    const kiosk = await api.get(`/api/activities/stations/${stationId}/kiosk`);
     skewMs = new Date(kiosk.generated_at).getTime() - Date.now();
     $("station-name").textContent = kiosk.station.name;
     document.title = "绿宝碳汇 · " + kiosk.station.name;
-    $("station-kind").textContent = KINDS[kiosk.station.kind] || kiosk.station.kind;
+    $("station-kind").textContent = KIND_TEXT[kiosk.station.kind] || kiosk.station.kind;
     $("window").textContent = windowText(kiosk.window);
     $("scans").textContent = kiosk.scans_today.toLocaleString("zh-CN");
   } catch (error) {

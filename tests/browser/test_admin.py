@@ -4,14 +4,17 @@ download the monthly CSV."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from shared import clock
+from tests.browser.waits import wait_until
 from tests.conftest import PROVINCE_PASSWORD
 from tests.support import deliver_outbox
 
@@ -139,8 +142,7 @@ def test_an_admin_runs_the_institution_from_the_console(
     page.route("**/api/auth/devices", lambda route: held.append(route))
     page.fill("input[name=name]", "三楼屏幕")
     page.click("button:has-text('生成凭证')")
-    while not held:
-        page.wait_for_timeout(20)
+    wait_until(page, lambda: held, "the new device's request")
     page.click("a[href='#/stats']")
     page.wait_for_selector("text=下载月度 CSV")
     with page.expect_response("**/api/auth/devices"):
@@ -217,14 +219,17 @@ def test_a_page_that_answers_late_does_not_replace_the_page_the_admin_moved_on_t
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     sign_in(page, live_server)
     page.wait_for_selector("#versions", state="attached")  # the rules page is drawn
-    held = []
+    held, failed = [], []
     page.route("**/api/activities/stations?*", lambda route: held.append(route))
+    page.on("requestfailed", lambda request: failed.append(request.url))
     page.click("a[href='#/stations']")
-    while not held:  # the stations page is waiting for its answer ...
-        page.wait_for_timeout(20)
+    wait_until(page, lambda: held, "the stations page's request")  # the stations page is waiting for its answer ...
     page.click("a[href='#/rewards']")  # ... when the admin moves on
     page.wait_for_selector("#rewards")
-    with page.expect_response("**/api/activities/stations?*"):
+    # Leaving the page aborted its call; an answer let through after all is not drawn either.
+    wait_until(page, lambda: any("/api/activities/stations?" in url for url in failed),
+               "the stations call to be aborted")
+    with contextlib.suppress(PlaywrightError):
         held[0].continue_()
     page.evaluate("() => new Promise((done) => setTimeout(done, 100))")  # let the late answer be drawn, if it would
     assert page.locator("#rewards").count() == 1 and page.locator("#stations").count() == 0

@@ -1,85 +1,39 @@
 // The mini-program stand-in: the WeChat mini-program's pages as a phone-sized web app that calls only the
 // public API. `wx.login` is the mock WeChat's /mock/login (this browser keeps one WeChat identity, its openid),
 // the getPhoneNumber button its /mock/phone-code, `wx.scanCode` a text field for the code a scan would return.
-import { ApiError, card, el, errorText, pageChanged, toast, toastOnNextPage, tokenRefresher } from "/web/common.js";
+import { createClient, Dropped, newIdempotencyKey, tokenRefresher } from "/web/http.js";
+import { createRouter, pageScope } from "/web/router.js";
+import {
+  ACTION_STATUSES, ENTRY_KINDS, MODES, REASONS, REDEMPTION_STATUSES, TYPES, UNITS,
+} from "/web/vocabulary.js";
+import { $, card, el, errorText, toast, toastOnNextPage } from "/web/widgets.js";
 
 const KEYS = { access: "lvbao.mini.access", refresh: "lvbao.mini.refresh", openid: "lvbao.mini.openid",
                after: "lvbao.mini.after" };  // the page to return to after a sign-in it was sent to
-const MODES = { walk: "步行", bike: "骑行", bus: "公交", metro: "地铁", carpool: "拼车", ev: "电动汽车" };
-const TYPES = { commute: "绿色出行", clean_plate: "光盘行动", waste_sorting: "垃圾分类", ev_charging: "新能源充电" };
-const UNITS = { km: "公里", meal: "餐", check_in: "次", kwh: "度" };
-const KINDS = { award: "获得", debit: "兑换", refund: "退回", reversal: "撤销", adjustment: "调整", expiry: "过期" };
-const STATUSES = { pending: "处理中", confirmed: "待领取", rejected: "未成功", fulfilled: "已领取", cancelled: "已取消",
-                   expired: "已过期", accepted: "已入账", pending_review: "待审核" };
 // The fields this app sends, as a refused request names them to the employee.
 const FIELDS = { distance_km: "距离", mode: "出行方式", occurred_at: "时间", code: "二维码", nickname: "昵称",
                  invite_code: "邀请码", phone_code: "手机号授权", reward_id: "奖品" };
-const REASONS = { insufficient_points: "积分不足", out_of_stock: "库存不足", limit_reached: "已达兑换上限" };
+// The action type each unit counts (a receipt names only its unit).
+const TYPE_OF_UNIT = { km: "commute", meal: "clean_plate", check_in: "waste_sorting", kwh: "ev_charging" };
 
-const page = document.getElementById("page");
 const stored = (key) => { try { return localStorage.getItem(key); } catch (e) { return null; } };
 const store = (key, value) => {
   try { value === null ? localStorage.removeItem(key) : localStorage.setItem(key, value); } catch (e) { /* memory */ }
 };
 const kg = (grams) => (grams / 1000).toLocaleString("zh-CN", { maximumFractionDigits: 2 });
-const newKey = () => (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/-/g, "");
 
-// -- the API, with the contract's errors, token refresh, and network blips ----------------------------------
-
-async function send(method, path, body, headers) {
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), 10000);
-  try {
-    return await fetch(path, {
-      method, headers, signal: controller.signal, cache: "no-store",
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (error) {
-    throw new ApiError(0, { code: "network", message: "网络不稳定，请稍后重试" });
-  } finally {
-    clearTimeout(timer);
-  }
-}
+// -- the API (the pages' shared client, http.js) and the session -------------------------------------------
 
 const refreshTokens = tokenRefresher(() => stored(KEYS.refresh), (pair) => {
   store(KEYS.access, pair.access_token);
   store(KEYS.refresh, pair.refresh_token);
 });
-
-async function call(method, path, body, { idempotencyKey, as = "json", retried = false } = {}) {
-  const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
-  const access = stored(KEYS.access);
-  if (access) headers.Authorization = "Bearer " + access;
-  const response = await send(method, path, body, headers);
-  if (response.status === 401 && !retried && access && path !== "/api/auth/refresh") {  // a session that ended
-    if (await refreshTokens()) return call(method, path, body, { idempotencyKey, as, retried: true });
-    const expired = new ApiError(401, { code: "unauthorized", message: "登录已失效，请重新登录" });
-    signOut(expired.message);
-    throw expired;
-  }
-  if (!response.ok) {
-    let problem = null;
-    try { problem = await response.json(); } catch (e) { /* not the error shape */ }
-    throw new ApiError(response.status, problem);
-  }
-  if (as === "blob") return response.blob();
-  return response.status === 204 ? null : response.json();
-}
-
-// A write that may be retried (network blip): the same Idempotency-Key every time, so it counts once.
-async function write(method, path, body) {
-  const key = newKey();
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await call(method, path, body, { idempotencyKey: key });
-    } catch (error) {
-      if (error.status !== 0 || attempt >= 2) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 800 * (attempt + 1)));
-    }
-  }
-}
+const client = createClient({
+  token: () => stored(KEYS.access),
+  refresh: refreshTokens,
+  onSessionEnded: () => signOut("登录已失效，请重新登录"),
+});
+const router = createRouter();
 
 function signOut(why = null) {
   // ``why``: the session ended by itself (refresh refused); the sign-in page says so and leads back here.
@@ -87,7 +41,10 @@ function signOut(why = null) {
   store(KEYS.refresh, null);
   if (why && location.hash === "#/login") {
     toast(why);  // already on the sign-in page: no page change to carry the message to
-  } else if (why) {
+    return;
+  }
+  router.leave();  // the page's calls in flight are dropped
+  if (why) {
     rememberPage();
     toastOnNextPage(why, false);
   } else {
@@ -123,11 +80,10 @@ function button(text, onClick, className) {
   node.type = "button";
   node.addEventListener("click", async () => {
     node.disabled = true;
-    const at = location.hash;
     try {
       await onClick();
     } catch (error) {
-      if (location.hash === at) toast(errorText(error, FIELDS));  // a message stays with the page it is about
+      if (!(error instanceof Dropped)) toast(errorText(error, FIELDS));  // nothing for a page the user has left
     } finally {
       node.disabled = false;
     }
@@ -135,11 +91,9 @@ function button(text, onClick, className) {
   return node;
 }
 
-function show(at, title, ...nodes) {
-  // A page is drawn when its answers arrive; by then the user may have moved on to another page, which stays.
-  if (location.hash !== at) return;
-  document.getElementById("title").textContent = title;
-  page.replaceChildren(...nodes);
+function show(ctx, title, ...nodes) {
+  // A page is drawn when its answers arrive, unless the user has moved on to another page by then.
+  if (ctx.show(...nodes)) $("title").textContent = title;
 }
 
 function link(text, href) {
@@ -149,14 +103,14 @@ function link(text, href) {
 }
 
 function describeAction(item) {
-  const what = item.type === "commute" ? "绿色出行·" + (MODES[item.mode] || item.mode) : TYPES[item.type] || item.type;
+  const what = item.type === "commute" ? TYPES.commute + "·" + (MODES[item.mode] || item.mode) : TYPES[item.type] || item.type;
   return what + (item.unit === "km" ? " " + item.quantity + " 公里" : "");
 }
 
-// A receipt names its unit, and the unit its kind of action (a commute also its mode).
-const KIND_OF_UNIT = { meal: "光盘行动", check_in: "垃圾分类", kwh: "新能源充电" };
+// A receipt names its unit, and so its kind of action (a commute also its mode).
 function actionOf(receipt) {
-  return receipt.unit === "km" ? "绿色出行·" + (MODES[receipt.variant] || receipt.variant) : KIND_OF_UNIT[receipt.unit] || "";
+  const type = TYPES[TYPE_OF_UNIT[receipt.unit]] || "";
+  return receipt.unit === "km" ? type + "·" + (MODES[receipt.variant] || receipt.variant) : type;
 }
 
 function explainReceipt(entry) {
@@ -174,15 +128,15 @@ function explainReceipt(entry) {
 
 // -- pages -------------------------------------------------------------------------------------------------
 
-async function loginPage() {
+async function loginPage(ctx) {
   const nickname = input("text", { placeholder: "微信昵称（可不填）", maxLength: 32 });
-  show("#/login", "登录", card("欢迎使用绿宝碳汇", el("p", "muted", "公共机构低碳积分：绿色出行、光盘行动、垃圾分类都能攒积分。"),
+  show(ctx, "登录", card("欢迎使用绿宝碳汇", el("p", "muted", "公共机构低碳积分：绿色出行、光盘行动、垃圾分类都能攒积分。"),
     field("昵称", nickname),
     button("微信一键登录", async () => {
       let openid = stored(KEYS.openid);
-      if (!openid) { openid = "o-mini-" + newKey().slice(0, 16); store(KEYS.openid, openid); }
-      const login = await call("POST", "/mock-wechat/mock/login", { openid, nickname: nickname.value || null });
-      const pair = await call("POST", "/api/auth/wechat/login", { code: login.code });
+      if (!openid) { openid = "o-mini-" + newIdempotencyKey().slice(0, 16); store(KEYS.openid, openid); }
+      const login = await ctx.call("POST", "/mock-wechat/mock/login", { openid, nickname: nickname.value || null });
+      const pair = await ctx.call("POST", "/api/auth/wechat/login", { code: login.code });
       store(KEYS.access, pair.access_token);
       store(KEYS.refresh, pair.refresh_token);
       const after = stored(KEYS.after);
@@ -191,7 +145,7 @@ async function loginPage() {
     })));
 }
 
-async function bindPage() {
+async function bindPage(ctx) {
   const phone = input("tel", { placeholder: "单位名册登记的手机号", maxLength: 11, inputMode: "numeric" });
   const invite = input("text", { placeholder: "管理员发放的邀请码", maxLength: 32 });
   const done = async (answer) => {
@@ -199,22 +153,22 @@ async function bindPage() {
     toastOnNextPage(`已绑定：${answer.nickname}`);
     location.hash = "#/home";
   };
-  show("#/bind", "绑定单位身份",
+  show(ctx, "绑定单位身份",
     card("手机号绑定", el("p", "muted", "授权微信手机号，与单位名册匹配。"), field("手机号", phone),
       button("授权手机号并绑定", async () => {
-        const code = await call("POST", "/mock-wechat/mock/phone-code", { phone: phone.value.trim() });
-        await done(await call("POST", "/api/auth/bind", { phone_code: code.code }));
+        const code = await ctx.call("POST", "/mock-wechat/mock/phone-code", { phone: phone.value.trim() });
+        await done(await ctx.call("POST", "/api/auth/bind", { phone_code: code.code }));
       })),
     card("邀请码绑定", field("邀请码", invite),
       button("使用邀请码绑定", async () => {
-        await done(await call("POST", "/api/auth/bind", { invite_code: invite.value.trim() }));
+        await done(await ctx.call("POST", "/api/auth/bind", { invite_code: invite.value.trim() }));
       }, "secondary")));
 }
 
-async function homePage() {
+async function homePage(ctx) {
   const [me, board] = await Promise.all([
-    call("GET", "/api/points/me"),
-    call("GET", "/api/points/leaderboards?period=week&limit=1").catch(() => null),
+    ctx.call("GET", "/api/points/me"),
+    ctx.call("GET", "/api/points/leaderboards?period=week&limit=1").catch(() => null),
   ]);
   const rank = board && board.me ? `第 ${board.me.rank} 名 / ${board.total} 人` : "本周尚未上榜";
   const stats = el("div", "grid2");
@@ -229,56 +183,56 @@ async function homePage() {
   balance.querySelector(".big").id = "balance";
   const actions = el("div", "actions");
   actions.append(link("记录出行", "#/commute"), link("扫码打卡", "#/scan"), link("积分明细", "#/ledger"));
-  show("#/home", "绿宝碳汇", balance, card(null, stats), actions, card(null, link("我的兑换记录", "#/redemptions")));
+  show(ctx, "绿宝碳汇", balance, card(null, stats), actions, card(null, link("我的兑换记录", "#/redemptions")));
 }
 
-async function commutePage() {
+async function commutePage(ctx) {
   const mode = input("select");
   for (const [value, label] of Object.entries(MODES)) mode.append(new Option(label, value));
   const distance = input("number", { min: "0.1", step: "0.1", placeholder: "例如 8.5" });
   const result = el("div");
-  show("#/commute", "记录出行", card("绿色出行", field("出行方式", mode), field("距离（公里）", distance),
+  show(ctx, "记录出行", card("绿色出行", field("出行方式", mode), field("距离（公里）", distance),
     button("提交", async () => {
       const km = Number(distance.value);
       if (!(km > 0)) { toast("请填写出行距离"); return; }
-      const action = await write("POST", "/api/activities/actions", {
+      const action = await ctx.write("POST", "/api/activities/actions", {
         type: "commute", mode: mode.value, distance_km: km, occurred_at: new Date().toISOString() });
       result.replaceChildren(actionResult(action));
-      toast(action.status === "accepted" ? "已记录，积分稍后到账" : STATUSES[action.status], action.status === "accepted");
+      toast(action.status === "accepted" ? "已记录，积分稍后到账" : ACTION_STATUSES[action.status], action.status === "accepted");
     })), result);
 }
 
 function actionResult(action) {
   const box = card("提交结果", el("p", null, describeAction(action)));
-  const status = el("span", "status " + action.status, STATUSES[action.status] || action.status);
+  const status = el("span", "status " + action.status, ACTION_STATUSES[action.status] || action.status);
   status.id = "action-status";
   box.append(status);
-  if (action.reason) box.append(el("p", "muted", "原因：" + action.reason));
+  if (action.reason) box.append(el("p", "muted", "原因：" + (REASONS[action.reason] || action.reason)));
   box.append(el("p", null, ""), link("查看积分明细", "#/ledger"));
   return box;
 }
 
-async function scanPage() {
+async function scanPage(ctx) {
   const code = input("textarea", { rows: 3, placeholder: "扫一扫站点二维码（此处粘贴扫码得到的内容）" });
   const result = el("div");
-  show("#/scan", "扫码打卡", card("扫站点二维码", el("p", "muted", "扫食堂回盘处、垃圾分类点屏幕上或张贴的二维码。"), field("二维码内容", code),
+  show(ctx, "扫码打卡", card("扫站点二维码", el("p", "muted", "扫食堂回盘处、垃圾分类点屏幕上或张贴的二维码。"), field("二维码内容", code),
     button("提交", async () => {
       if (!code.value.trim()) { toast("请先扫码"); return; }
-      const action = await write("POST", "/api/activities/scans", { code: code.value.trim() });
+      const action = await ctx.write("POST", "/api/activities/scans", { code: code.value.trim() });
       result.replaceChildren(actionResult(action));
       toast("打卡成功", true);
     })), result);
 }
 
-async function ledgerPage() {
-  const ledger = await call("GET", "/api/points/me/ledger?limit=50");
+async function ledgerPage(ctx) {
+  const ledger = await ctx.call("GET", "/api/points/me/ledger?limit=50");
   const list = el("ul", "list");
   list.id = "ledger";
   for (const entry of ledger.items) {
     const item = el("li");
     const row = el("div", "row");
     const r = entry.receipt || {};
-    const title = KINDS[entry.kind] + (entry.source.type === "action" && r.unit ? " · " + actionOf(r) : "");
+    const title = ENTRY_KINDS[entry.kind] + (entry.source.type === "action" && r.unit ? " · " + actionOf(r) : "");
     row.append(el("span", null, title), el("span", entry.points >= 0 ? "plus" : "minus",
                                            (entry.points >= 0 ? "+" : "") + entry.points + " 分"));
     item.append(row, el("p", "receipt", explainReceipt(entry)),
@@ -286,17 +240,17 @@ async function ledgerPage() {
                                   + " · 余额 " + entry.balance_after));
     list.append(item);
   }
-  show("#/ledger", "积分明细", ledger.items.length ? list : card(null, el("p", "muted", "还没有积分记录")));
+  show(ctx, "积分明细", ledger.items.length ? list : card(null, el("p", "muted", "还没有积分记录")));
 }
 
 const boardState = { scope: "institution", period: "week" };
-async function boardsPage() {
+async function boardsPage(ctx) {
   const path = `/api/points/leaderboards?scope=${boardState.scope}&period=${boardState.period}&limit=50`;
-  const board = await call("GET", path);
+  const board = await ctx.call("GET", path);
   const switcher = (options, key) => {
     const box = el("div", "switch");
     for (const [value, label] of options) {
-      const b = button(label, async () => { boardState[key] = value; await boardsPage(); },
+      const b = button(label, async () => { boardState[key] = value; await boardsPage(ctx); },
                        boardState[key] === value ? "on" : "");
       box.append(b);
     }
@@ -314,13 +268,13 @@ async function boardsPage() {
   }
   const mine = board.me ? `我的排名：第 ${board.me.rank} 名，${board.me.points} 分${board.me.hidden ? "（已隐藏，仅自己可见）" : ""}`
                         : "本期还没有积分，快去绿色出行吧";
-  show("#/boards", "排行榜", switcher([["institution", "本单位"], ["department", "本部门"]], "scope"),
+  show(ctx, "排行榜", switcher([["institution", "本单位"], ["department", "本部门"]], "scope"),
        switcher([["day", "今日"], ["week", "本周"], ["month", "本月"], ["all", "总榜"]], "period"),
        card(null, el("p", null, mine)), board.entries.length ? list : card(null, el("p", "muted", "暂无上榜")));
 }
 
-async function rewardsPage() {
-  const [me, catalog] = await Promise.all([call("GET", "/api/points/me"), call("GET", "/api/rewards/catalog")]);
+async function rewardsPage(ctx) {
+  const [me, catalog] = await Promise.all([ctx.call("GET", "/api/points/me"), ctx.call("GET", "/api/rewards/catalog")]);
   const list = el("ul", "list");
   list.id = "catalog";
   for (const item of catalog.items) {
@@ -329,26 +283,26 @@ async function rewardsPage() {
     row.append(el("strong", null, item.name), el("span", "plus", item.points_cost + " 分"));
     li.append(row, el("p", "muted", (item.description || "") + ` · 库存 ${item.stock}`),
               button("兑换", async () => {
-                const redemption = await write("POST", "/api/rewards/redemptions", { reward_id: item.id });
+                const redemption = await ctx.write("POST", "/api/rewards/redemptions", { reward_id: item.id });
                 location.hash = "#/redemption/" + redemption.id;
               }));
     list.append(li);
   }
-  show("#/rewards", "积分兑换", card(null, el("p", null, `可用积分：${me.balance}`)),
+  show(ctx, "积分兑换", card(null, el("p", null, `可用积分：${me.balance}`)),
        catalog.items.length ? list : card(null, el("p", "muted", "暂无可兑换的奖品")));
 }
 
 let pollTimer = null;
-async function redemptionPage(id) {
+async function redemptionPage(ctx, id) {
   clearTimeout(pollTimer);
-  const redemption = await call("GET", `/api/rewards/redemptions/${id}`);
-  const status = el("span", "status " + redemption.status, STATUSES[redemption.status] || redemption.status);
+  const redemption = await ctx.call("GET", `/api/rewards/redemptions/${id}`);
+  const status = el("span", "status " + redemption.status, REDEMPTION_STATUSES[redemption.status] || redemption.status);
   status.id = "redemption-status";
   const box = card(redemption.reward_name, status, el("p", "muted", `${redemption.points_cost} 分`));
   if (redemption.reason) box.append(el("p", null, "原因：" + (REASONS[redemption.reason] || redemption.reason)));
   if (redemption.status === "pending") {
     box.append(el("p", "muted", "正在确认积分…"));
-    pollTimer = setTimeout(() => { if (location.hash === "#/redemption/" + id) route(); }, 1000);
+    pollTimer = ctx.later(route, 1000);  // none once the user has left the page
   }
   if (redemption.pickup_code) {
     const img = el("img", "qr");
@@ -359,38 +313,39 @@ async function redemptionPage(id) {
       box.append(el("p", "muted", "请于 " + new Date(redemption.expires_at).toLocaleDateString("zh-CN") + " 前领取"));
     }
     box.append(button("取消兑换（积分退回）", async () => {
-      await write("POST", `/api/rewards/redemptions/${id}/cancel`);
+      await ctx.write("POST", `/api/rewards/redemptions/${id}/cancel`);
       toast("已取消，积分已退回", true);
-      await redemptionPage(id);
+      await redemptionPage(ctx, id);
     }, "secondary"));
-    call("GET", `/api/rewards/redemptions/${id}/pickup.png`, undefined, { as: "blob" })
+    ctx.call("GET", `/api/rewards/redemptions/${id}/pickup.png`, undefined, { as: "blob" })
       .then((blob) => { img.src = URL.createObjectURL(blob); })
-      .catch((error) => toast(error.message));
+      .catch((error) => { if (!(error instanceof Dropped)) toast(error.message); });
   }
-  show(`#/redemption/${id}`, "兑换详情", box, card(null, link("我的兑换记录", "#/redemptions")));
+  show(ctx, "兑换详情", box, card(null, link("我的兑换记录", "#/redemptions")));
 }
 
-async function redemptionsPage() {
-  const mine = await call("GET", "/api/rewards/redemptions?mine=true&limit=50");
+async function redemptionsPage(ctx) {
+  const mine = await ctx.call("GET", "/api/rewards/redemptions?mine=true&limit=50");
   const list = el("ul", "list");
   for (const r of mine.items) {
     const li = el("li", "row");
-    li.append(link(r.reward_name, "#/redemption/" + r.id), el("span", "status " + r.status, STATUSES[r.status]));
+    li.append(link(r.reward_name, "#/redemption/" + r.id), el("span", "status " + r.status, REDEMPTION_STATUSES[r.status]));
     list.append(li);
   }
-  show("#/redemptions", "我的兑换", mine.items.length ? list : card(null, el("p", "muted", "还没有兑换记录")));
+  show(ctx, "我的兑换", mine.items.length ? list : card(null, el("p", "muted", "还没有兑换记录")));
 }
 
-async function settingsPage() {
-  const [me, boards] = await Promise.all([call("GET", "/api/auth/me"), call("GET", "/api/points/me/boards")]);
+async function settingsPage(ctx) {
+  const [me, boards] = await Promise.all([ctx.call("GET", "/api/auth/me"), ctx.call("GET", "/api/points/me/boards")]);
   const visible = input("checkbox", { checked: boards.visible });
   visible.id = "visible";
   visible.style.width = "auto";
   visible.addEventListener("change", async () => {
     try {
-      await call("PUT", "/api/points/me/boards", { visible: visible.checked });
+      await ctx.call("PUT", "/api/points/me/boards", { visible: visible.checked });
       toast(visible.checked ? "已在排行榜显示" : "已从排行榜隐藏（仍计入部门）", true);
     } catch (error) {
+      if (error instanceof Dropped) return;
       visible.checked = !visible.checked;
       toast(error.message);
     }
@@ -399,14 +354,14 @@ async function settingsPage() {
   row.append(el("span", null, "在排行榜显示我的昵称"), visible);
   const nickname = input("text", { value: me.nickname, maxLength: 32, id: "nickname" });
   const rename = button("保存昵称", async () => {
-    const saved = await call("PATCH", "/api/auth/me", { nickname: nickname.value });
+    const saved = await ctx.call("PATCH", "/api/auth/me", { nickname: nickname.value });
     toast(`昵称已改为“${saved.nickname}”，排行榜稍后更新`, true);
   }, "secondary");
-  show("#/settings", "我的", card("账号", field("昵称（排行榜只显示昵称）", nickname), rename,
+  show(ctx, "我的", card("账号", field("昵称（排行榜只显示昵称）", nickname), rename,
                     el("p", "muted", me.employee_no ? "工号 " + me.employee_no : "未绑定")),
        card("隐私", row),
        card(null, button("退出登录", async () => {
-         await call("POST", "/api/auth/logout", { refresh_token: stored(KEYS.refresh) }).catch(() => null);
+         await ctx.call("POST", "/api/auth/logout", { refresh_token: stored(KEYS.refresh) }).catch(() => null);
          signOut();
        }, "secondary")));
 }
@@ -429,17 +384,18 @@ async function route() {
   else if (target !== "redemption" && !ROUTES[target]) target = "home";
   const at = target === "redemption" ? `#/redemption/${arg}` : "#/" + target;
   if (location.hash !== at) { location.hash = at; return; }  // its hashchange draws the page
-  pageChanged(at);
+  const ctx = pageScope(router, client, at);
   const tabs = document.getElementById("tabs");
   tabs.hidden = target === "login" || target === "bind";
   for (const a of tabs.querySelectorAll("a")) a.classList.toggle("on", a.dataset.tab === TABS[target]);
   try {
-    if (target === "redemption") await redemptionPage(arg);
-    else await ROUTES[target]();
+    if (target === "redemption") await redemptionPage(ctx, arg);
+    else await ROUTES[target](ctx);
   } catch (error) {
+    if (error instanceof Dropped || ctx.signal.aborted) return;
     if (error.code === "not_bound") { location.hash = "#/bind"; return; }
     const retry = button("重试", route, "secondary");
-    show(at, "绿宝碳汇", card("出错了", el("p", null, error.message || "加载失败"), retry));
+    show(ctx, "绿宝碳汇", card("出错了", el("p", null, error.message || "加载失败"), retry));
   }
 }
 
