@@ -19,6 +19,7 @@ from lvbao.embedded import create_combined_app
 from services.activities.models import infra
 from shared.config import Settings
 from shared.db import Database
+from shared.parts import ServiceParts
 from shared.service_app import create_service_app
 
 SCHEMA = "bench"
@@ -53,8 +54,16 @@ def baseline_app(settings: Settings):
         def get(self):
             return Response(board_payload(), mimetype="application/json")
 
-    return create_service_app("bench", settings=settings, db=db, models=infra, blueprints=[blp],
-                              description="benchmark baseline")
+    return create_service_app(BaselineParts(settings, db=db), [blp])
+
+
+class BaselineParts(ServiceParts):
+    """A service with nothing of its own: the plumbing every service has, for the baselines."""
+
+    name = "bench"
+    schema = SCHEMA
+    models = infra
+    description = "benchmark baseline"
 
 
 def create_app():

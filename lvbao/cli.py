@@ -85,7 +85,7 @@ def cmd_revision(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """An RQ worker for the named services' queues (see shared.worker)."""
-    from shared.service_app import make_redis
+    from shared.parts import make_redis
     from shared.worker import run_worker
 
     settings = _settings()
@@ -196,7 +196,7 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
 def _admin_create(args: argparse.Namespace, settings: Settings, db: Database, redis_client: redis.Redis) -> int:
     from sqlalchemy import select
 
-    from services.gateway.admin_service import AdminService
+    from services.gateway.admins import AdminAccounts
     from services.gateway.models import Institution
 
     if args.password_stdin:
@@ -213,7 +213,7 @@ def _admin_create(args: argparse.Namespace, settings: Settings, db: Database, re
             print(f"no institution with code {args.institution!r}", file=sys.stderr)
             return 2
     role = "admin" if args.institution else "province_admin"
-    created = AdminService(settings, db, redis_client).create_admin(
+    created = AdminAccounts(db).create(
         None, args.username, password, institution_id, role=role
     )
     print(json.dumps(created, ensure_ascii=False))

@@ -7,8 +7,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from services.gateway.admin_service import AdminService
+from services.gateway.admins import AdminAccounts
+from services.gateway.institutions import Institutions
 from services.gateway.models import Admin, Department, Institution, RosterEntry
+from services.gateway.staff import Staff
 from shared.auth.guards import Principal
 from shared.config import Settings
 from shared.db import Database
@@ -38,14 +40,14 @@ def demo_roster_csv(count: int = 40) -> bytes:
 
 def seed_demo(settings: Settings, db: Database, redis_client: Any, admin_password: str | None) -> dict[str, Any]:
     """Create the demo pilot once; later runs leave what exists alone. Returns what was made or found."""
-    service = AdminService(settings, db, redis_client)
+    institutions, staff, admins = Institutions(db), Staff(db), AdminAccounts(db)
     with db.uow() as uow:
         institution = uow.session.scalars(
             select(Institution).where(Institution.code == DEMO_INSTITUTION["code"])
         ).one_or_none()
         institution_id = institution.id if institution else None
     if institution_id is None:
-        institution_id = service.create_institution(**DEMO_INSTITUTION)["id"]
+        institution_id = institutions.create(**DEMO_INSTITUTION)["id"]
     with db.uow() as uow:
         have = set(uow.session.scalars(select(Department.code).where(Department.institution_id == institution_id)))
         has_roster = uow.session.scalars(
@@ -54,11 +56,11 @@ def seed_demo(settings: Settings, db: Database, redis_client: Any, admin_passwor
         admin_exists = uow.session.scalars(select(Admin.id).where(Admin.username == "admin")).first() is not None
     for name, code in DEMO_DEPARTMENTS:
         if code not in have:
-            service.create_department(PROVINCE, institution_id, name, code)
+            institutions.create_department(PROVINCE, institution_id, name, code)
     if not has_roster:
-        service.import_roster(PROVINCE, institution_id, demo_roster_csv())
+        staff.import_roster(PROVINCE, institution_id, demo_roster_csv())
     password = None
     if not admin_exists:
         password = admin_password or secrets.token_urlsafe(12)
-        service.create_admin(None, "admin", password, None, role="province_admin")
+        admins.create(None, "admin", password, None, role="province_admin")
     return {"institution_id": institution_id, "admin_created": not admin_exists, "admin_password": password}
