@@ -12,6 +12,8 @@ from services.activities.models import Action
 from shared import clock
 from tests.support import deliver_outbox, freeze, signed_headers
 
+pytestmark = pytest.mark.integration
+
 NOW = datetime(2030, 6, 4, 10, 0, tzinfo=UTC)
 PATH = "/api/activities/charging-sessions"
 

@@ -11,6 +11,8 @@ from sqlalchemy import func, select
 from services.activities.models import Action, infra
 from tests.support import deliver_outbox, freeze
 
+pytestmark = pytest.mark.integration
+
 NOON = datetime(2030, 6, 4, 4, 0, tzinfo=UTC)  # 12:00 in Asia/Shanghai
 
 

@@ -15,6 +15,8 @@ from shared import clock, qr
 from tests.conftest import PROVINCE_PASSWORD
 from tests.support import freeze, refreshed
 
+pytestmark = pytest.mark.integration
+
 LUNCH = datetime(2030, 6, 4, 4, 0, tzinfo=UTC)  # 12:00 in Asia/Shanghai
 WINDOWS = [{"name": "早餐", "start": "07:00", "end": "09:00"}, {"name": "午餐", "start": "11:00", "end": "13:30"},
            {"name": "晚餐", "start": "17:00", "end": "19:30"}]

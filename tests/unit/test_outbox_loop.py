@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from shared import outbox
+
+pytestmark = pytest.mark.unit
 
 
 class FakeRelay:

@@ -18,6 +18,8 @@ from shared.errors import _flatten_webargs
 from shared.events import EmployeeBound, Event
 from shared.logs import JsonFormatter
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(autouse=True)
 def unfrozen():
