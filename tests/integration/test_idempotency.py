@@ -147,7 +147,7 @@ def test_a_crash_frees_the_key_for_a_retry(sample):
     assert effects.calls == 2
 
 
-def test_a_claim_abandoned_by_a_dead_process_is_taken_over_after_a_minute(sample, databases):
+def test_a_claim_abandoned_by_a_dead_process_is_taken_over_after_a_minute(sample, databases, frozen_clock):
     client, effects, headers = sample
     Record = points_infra.idempotency
     body = json.dumps({"amount": 4}).encode()
@@ -157,7 +157,7 @@ def test_a_claim_abandoned_by_a_dead_process_is_taken_over_after_a_minute(sample
         uow.commit()
     blocked = client.post("/transfers", data=body, content_type="application/json", headers=headers())
     assert blocked.status_code == 409
-    clock.set_time(clock.now() + timedelta(seconds=61))
+    frozen_clock.set(clock.now() + timedelta(seconds=61))
     taken = client.post("/transfers", data=body, content_type="application/json", headers=headers())
     assert taken.status_code == 201
     assert effects.calls == 1
@@ -200,14 +200,14 @@ def test_the_query_string_is_part_of_the_request(sample):
     assert other.status_code == 422 and other.get_json()["code"] == "idempotency_key_reused"
 
 
-def test_a_request_taken_over_cannot_overwrite_its_successor(sample, databases):
+def test_a_request_taken_over_cannot_overwrite_its_successor(sample, databases, frozen_clock):
     from shared.idempotency import IdempotencyStore
 
     store = IdempotencyStore(databases["points"], points_infra.idempotency)
     fingerprint = request_fingerprint("user:9", "POST", "/x?", b"{}")
     with sample[0].application.test_request_context():
         first, _ = store.claim("user:9", "k", fingerprint)
-        clock.set_time(clock.now() + timedelta(seconds=61))
+        frozen_clock.set(clock.now() + timedelta(seconds=61))
         second, _ = store.claim("user:9", "k", fingerprint)
         assert first != second
         from flask import Response
