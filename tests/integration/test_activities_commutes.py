@@ -9,21 +9,16 @@ import pytest
 from sqlalchemy import func, select
 
 from services.activities.models import Action, infra
-from tests.support import deliver_outbox, freeze
-
-pytestmark = pytest.mark.integration
+from tests import factories
+from tests.support import deliver_outbox
 
 NOON = datetime(2030, 6, 4, 4, 0, tzinfo=UTC)  # 12:00 in Asia/Shanghai
 
-
-@pytest.fixture(autouse=True)
-def frozen(clean):
-    freeze(clean, NOON)
-    yield NOON
+pytestmark = [pytest.mark.integration, pytest.mark.frozen_at(NOON)]
 
 
 @pytest.fixture
-def employee(frozen, pilot, install_limits):
+def employee(frozen_clock, pilot, install_limits):
     return pilot.employee("o-commuter", "13800000001")
 
 
@@ -122,7 +117,7 @@ def test_the_day_of_a_trip_is_the_local_day(api, employee):
     assert after_midnight.json()["status"] == "accepted"
 
 
-def test_who_may_record(api, frozen, pilot, install_limits, province_token):
+def test_who_may_record(api, frozen_clock, pilot, install_limits, province_token):
     unbound = pilot.wechat_login("o-unbound")["access_token"]
     refused = commute(api, unbound)
     assert refused.status_code == 403 and refused.json()["code"] == "not_bound"
@@ -168,11 +163,8 @@ def test_review_approve_credits_and_reject_reverses(api, employee, province_toke
 
 
 def test_an_institution_admin_reviews_only_their_own(api, employee, pilot, province_token):
-    other = api.post("/api/auth/institutions", json={"name": "南昌市某局", "code": "nc-x"},
-                     token=province_token).json()
-    api.post("/api/auth/admins", json={"username": "nc-admin", "password": "long-enough-pw",
-                                        "institution_id": other["id"]}, token=province_token)
-    other_admin = pilot.admin_login("nc-admin", "long-enough-pw")["access_token"]
+    other = factories.institution(api, province_token, name="南昌市某局", code="nc-x")
+    other_admin = factories.institution_admin(pilot, province_token, other["id"], "nc-admin", "long-enough-pw")
     flagged = commute(api, employee["access_token"], mode="walk", distance_km=30).json()
     assert api.get(f"/api/activities/reviews?institution_id={pilot.institution_id}",
                    token=other_admin).status_code == 403
