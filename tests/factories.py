@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.consumer import consume
-from shared.events import ActionRecorded, EmployeeBound
+from shared.events import ActionRecorded, EmployeeBound, RuleVersionPublished
 
 UNITS = {"commute": "km", "clean_plate": "meal", "waste_sorting": "check_in", "ev_charging": "kwh"}
 MEAL_WINDOWS = [{"name": "早餐", "start": "07:00", "end": "09:00"}, {"name": "午餐", "start": "11:00", "end": "13:30"},
@@ -22,6 +22,7 @@ MEAL_WINDOWS = [{"name": "早餐", "start": "07:00", "end": "09:00"}, {"name": "
 
 _codes = itertools.count(1)
 _action_ids = itertools.count(1000)
+_rule_ids = itertools.count(9500)
 
 
 def _created(response, status: int = 201) -> dict[str, Any]:
@@ -61,6 +62,27 @@ def station(api, token: str, institution_id: int, **fields: Any) -> dict[str, An
     """A canteen station with breakfast, lunch and dinner windows unless told otherwise."""
     body = {"institution_id": institution_id, "name": "食堂", "kind": "canteen", "windows": MEAL_WINDOWS, **fields}
     return _created(api.post("/api/activities/stations", json=body, token=token))
+
+
+# -- the activities service's copy of the rules, from the events that make it ------------------------------------
+
+
+def rule_version_event(action_type: str = "commute", *, rule_id: int | None = None, **fields: Any
+                       ) -> RuleVersionPublished:
+    """A rule version as points publishes it: province-wide, version 1, in force since 2020, unless told otherwise
+    (``unit`` follows the action type; ``variants`` default to one ``default`` variant)."""
+    values = {"institution_id": None, "version": 1, "effective_from": "2020-01-01T00:00:00+08:00",
+              "effective_to": None, "unit": UNITS[action_type], "variants": {"default": {"carbon_g_per_unit": 100}},
+              "max_quantity_per_action": None, "daily_count_limit": None, "claim_window_days": 7, **fields}
+    return RuleVersionPublished(rule_id=rule_id or next(_rule_ids), action_type=action_type, **values)
+
+
+def to_activities(databases: dict[str, Any], *events) -> dict[str, int]:
+    """Hand events to the activities consumer in-process (rule limits, employees)."""
+    from services.activities.handlers import HANDLERS
+    from services.activities.models import infra
+
+    return consume("activities", databases["activities"], infra, HANDLERS, [e.to_message() for e in events])
 
 
 # -- the points service's rows, from the events that make them -----------------------------------------------------

@@ -175,17 +175,12 @@ def test_an_institution_admin_reviews_only_their_own(api, employee, pilot, provi
 
 def test_rule_limits_follow_published_rule_versions(api, employee, databases):
     """A stricter institution override (published by points) applies from its effective_from on."""
-    from services.activities.handlers import HANDLERS
-    from shared.consumer import consume
-    from shared.events import RuleVersionPublished
-
-    event = RuleVersionPublished(
-        rule_id=5001, action_type="commute", institution_id=employee["user"]["institution_id"], version=1,
+    factories.to_activities(databases, factories.rule_version_event(
+        "commute", rule_id=5001, institution_id=employee["user"]["institution_id"], version=1,
         effective_from="2030-06-04T00:00:00+08:00", effective_to=None, unit="km",
         variants={"bus": {"carbon_g_per_unit": 200, "max_quantity_per_action": 3}}, max_quantity_per_action="50",
         daily_count_limit=None, claim_window_days=3,
-    )
-    consume("activities", databases["activities"], infra, HANDLERS, [event.to_message()])
+    ))
     token = employee["access_token"]
     assert commute(api, token, mode="bus", distance_km=5).json()["reason"] == "distance_implausible"
     before = commute(api, token, mode="bus", distance_km=5, occurred_at="2030-06-03T08:00:00+08:00").json()
