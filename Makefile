@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint openapi bench clean
+.PHONY: install run test test-pg lint openapi bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: $(STAMP)
 ## Unit, integration and end-to-end tests (real PostgreSQL and Redis when reachable; with CI set they must be).
 test: $(STAMP)
 	$(BIN)/pytest
+
+## The same tests, but never on the SQLite / embedded Redis fallback: stops at once if PostgreSQL or Redis is not up.
+test-pg: $(STAMP)
+	LVBAO_TEST_REQUIRE_SERVERS=1 $(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

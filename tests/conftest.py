@@ -1,6 +1,7 @@
 """Test fixtures: real PostgreSQL and Redis when reachable, embedded SQLite and Redis otherwise.
 
-With ``CI`` set, a missing PostgreSQL or Redis fails the run instead of falling back.
+With ``CI`` or ``LVBAO_TEST_REQUIRE_SERVERS`` set, a missing PostgreSQL or Redis fails the run instead of
+falling back (``make test-pg`` sets the latter, and checks both before the first test).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -22,10 +24,14 @@ from lvbao import registry
 from lvbao.embedded import create_combined_app, free_port
 from shared import clock
 from shared.config import Settings
+from shared.current import parts_of
 from shared.migrations import upgrade
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
+REQUIRE_SERVERS = "LVBAO_TEST_REQUIRE_SERVERS"
+# Every test is one of these (its folder's `pytestmark`); a test with none of them fails the run.
+LEVELS = ("unit", "integration", "contract", "e2e", "browser")
 
 
 def _reachable(url: str) -> bool:
@@ -37,12 +43,48 @@ def _reachable(url: str) -> bool:
         return False
 
 
+def _servers_required() -> str | None:
+    """Why a missing PostgreSQL or Redis is fatal here (CI, or `make test-pg`), or None to fall back."""
+    if os.environ.get(REQUIRE_SERVERS):
+        return f"{REQUIRE_SERVERS} (make test-pg)"
+    if os.environ.get("CI"):
+        return "CI"
+    return None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With the servers required, refuse at once (before any test) to run without them."""
+    if not os.environ.get(REQUIRE_SERVERS):
+        return
+    database = os.environ.get("LVBAO_TEST_DATABASE_URL", DEFAULT_PG)
+    redis_url = os.environ.get("LVBAO_TEST_REDIS_URL", DEFAULT_REDIS)
+    problems = []
+    if database.startswith("sqlite"):
+        problems.append(f"LVBAO_TEST_DATABASE_URL is SQLite ({database}), not PostgreSQL")
+    elif not _reachable(database):
+        problems.append(f"PostgreSQL at {database} is not reachable")
+    if not _reachable(redis_url):
+        problems.append(f"Redis at {redis_url} is not reachable")
+    if problems:
+        pytest.exit(f"{REQUIRE_SERVERS} is set (no SQLite or embedded Redis fallback): " + "; ".join(problems)
+                    + ". Start them, or point LVBAO_TEST_DATABASE_URL / LVBAO_TEST_REDIS_URL at them.", returncode=3)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every collected test carries its level's marker (its module's `pytestmark`)."""
+    unmarked = [item.nodeid for item in items if not any(item.get_closest_marker(level) for level in LEVELS)]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests without a level marker (" + " | ".join(LEVELS) + "); add `pytestmark = pytest.mark.<level>` "
+            "to their module:\n  " + "\n  ".join(unmarked))
+
+
 def _choose_redis_url(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, object | None]:
     url = os.environ.get("LVBAO_TEST_REDIS_URL", DEFAULT_REDIS)
     if _reachable(url):
         return url, None
-    if os.environ.get("CI"):
-        pytest.exit(f"CI: Redis at {url} is not reachable", returncode=3)
+    if required := _servers_required():
+        pytest.exit(f"{required}: Redis at {url} is not reachable", returncode=3)
     from lvbao.embedded import EmbeddedRedis
 
     embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
@@ -52,11 +94,13 @@ def _choose_redis_url(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ob
 def _choose_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("LVBAO_TEST_DATABASE_URL", DEFAULT_PG)
     if url.startswith("sqlite"):
+        if os.environ.get(REQUIRE_SERVERS):
+            pytest.exit(f"{REQUIRE_SERVERS}: the test database is SQLite ({url}), not PostgreSQL", returncode=3)
         return url
     if _reachable(url):
         return url
-    if os.environ.get("CI"):
-        pytest.exit(f"CI: PostgreSQL at {url} is not reachable", returncode=3)
+    if required := _servers_required():
+        pytest.exit(f"{required}: PostgreSQL at {url} is not reachable", returncode=3)
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'lvbao.db'}"
 
 
@@ -81,6 +125,60 @@ def redis_client(redis_url):
     yield client
     client.flushdb()
     client.close()
+
+
+# -- the clock ---------------------------------------------------------------------------------------------------
+
+
+class FrozenClock:
+    """The clock seam (`shared.clock`) frozen for one test; the `frozen_clock` fixture unfreezes it after."""
+
+    def __init__(self, request: pytest.FixtureRequest):
+        self._request = request
+
+    def set(self, moment: datetime, *, signing_key: bool = False) -> datetime:
+        """Freeze at ``moment`` (timezone-aware) and return it. With ``signing_key``, a signing key is made first,
+        at the real time, so tokens issued at any frozen time verify whatever order the tests run in."""
+        if signing_key:
+            from tests.support import freeze
+
+            freeze(self._request.getfixturevalue("databases"), moment)
+        else:
+            clock.set_time(moment)
+        return moment
+
+    def advance(self, delta: timedelta | None = None, *, signing_key: bool = False, **parts: float) -> datetime:
+        """Move the clock on from now (frozen or not) by ``delta`` or ``timedelta(**parts)``; returns the moment."""
+        return self.set(clock.now() + (delta if delta is not None else timedelta(**parts)), signing_key=signing_key)
+
+    def unfreeze(self) -> None:
+        clock.set_time(None)
+
+    @property
+    def now(self) -> datetime:
+        return clock.now()
+
+
+@pytest.fixture
+def frozen_clock(request):
+    """Time for one test, always unfrozen after it: ``frozen_clock.set(moment)``, ``frozen_clock.advance(
+    minutes=5)``. A test (or module, in its `pytestmark`) marked ``frozen_at(moment)`` starts frozen there: after
+    `clean` when the test uses it, and with a signing key made first when it uses the databases."""
+    frozen = FrozenClock(request)
+    marker = request.node.get_closest_marker("frozen_at")
+    if marker is not None:
+        if "clean" in request.fixturenames:
+            request.getfixturevalue("clean")
+        frozen.set(*marker.args, **{"signing_key": "databases" in request.fixturenames, **marker.kwargs})
+    yield frozen
+    clock.set_time(None)
+
+
+@pytest.fixture(autouse=True)
+def _frozen_at_marker(request):
+    """A test marked ``frozen_at(moment)`` gets the frozen clock before its other fixtures."""
+    if request.node.get_closest_marker("frozen_at") is not None:
+        request.getfixturevalue("frozen_clock")
 
 
 # -- the system under test ----------------------------------------------------------------------------------------
@@ -163,7 +261,7 @@ def combined_app(settings, databases):
     app = create_combined_app(settings)
     yield app
     for mounted in app.mounts.values():
-        ctx = mounted.extensions.get("lvbao")
+        ctx = parts_of(mounted)
         if ctx is not None:
             ctx.db.dispose()
             ctx.redis.close()
@@ -281,6 +379,6 @@ def rotates_keys(combined_app, databases):
     except ApiError:
         ring.rotate(lead_seconds=0)
     for mounted in combined_app.mounts.values():
-        ctx = mounted.extensions.get("lvbao")
+        ctx = parts_of(mounted)
         if ctx is not None and hasattr(ctx.verifier.keys, "invalidate"):
             ctx.verifier.keys.invalidate()

@@ -17,6 +17,8 @@ from schemathesis.checks import (
 
 from lvbao.cli import openapi_documents
 
+pytestmark = pytest.mark.contract
+
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = [
     not_a_server_error,

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.activities.handlers import HANDLERS
-from services.activities.models import infra
-from shared.consumer import consume
-from shared.events import RuleVersionPublished
+from tests import factories
 
 # Province-wide limits these tests are written against (a version above the shipped defaults, so it is in force).
 LIMITS = {
@@ -23,13 +20,11 @@ LIMITS = {
 
 @pytest.fixture
 def install_limits(databases, clean):
-    events = [
-        RuleVersionPublished(
-            rule_id=9000 + i, action_type=action_type, institution_id=None, version=100,
-            effective_from="2020-01-01T00:00:00+08:00", effective_to=None, unit=unit, variants=variants,
+    factories.to_activities(databases, *[
+        factories.rule_version_event(
+            action_type, rule_id=9000 + i, version=100, unit=unit, variants=variants,
             max_quantity_per_action=max_quantity, daily_count_limit=daily, claim_window_days=window,
-        ).to_message()
+        )
         for i, (action_type, (unit, variants, max_quantity, daily, window)) in enumerate(LIMITS.items())
-    ]
-    consume("activities", databases["activities"], infra, HANDLERS, events)
+    ])
     return LIMITS

@@ -10,25 +10,21 @@ from sqlalchemy import func, select
 
 from services.activities.models import Action
 from shared import clock
-from tests.support import deliver_outbox, freeze, signed_headers
+from tests import factories
+from tests.support import deliver_outbox, signed_headers
 
 NOW = datetime(2030, 6, 4, 10, 0, tzinfo=UTC)
 PATH = "/api/activities/charging-sessions"
 
-
-@pytest.fixture(autouse=True)
-def frozen(clean):
-    freeze(clean, NOW)  # before any token is issued
+pytestmark = [pytest.mark.integration, pytest.mark.frozen_at(NOW)]  # before any token is issued
 
 
 @pytest.fixture
 def operator(api, pilot, province_token, install_limits, databases):
-    made = api.post("/api/auth/devices", token=province_token,
-                    json={"kind": "operator", "institution_id": pilot.institution_id, "name": "国网充电"})
-    assert made.status_code == 201, made.text
+    made = factories.device(api, province_token, pilot.institution_id, kind="operator", name="国网充电")
     employee = pilot.employee("o-driver", "13800000006")
     deliver_outbox(databases, "gateway")  # activities learns who employee E1007 (phone ...0006) is
-    return {**made.json(), "employee": employee}
+    return {**made, "employee": employee}
 
 
 def session(**changes):
@@ -108,10 +104,8 @@ def test_a_revoked_operator_is_refused(api, operator, province_token):
 
 
 def test_operators_sign_only_for_their_institution(api, operator, pilot, province_token, databases):
-    other = api.post("/api/auth/institutions", json={"name": "抚州市某局", "code": "fz-y"},
-                     token=province_token).json()
-    foreign = api.post("/api/auth/devices", token=province_token,
-                       json={"kind": "operator", "institution_id": other["id"], "name": "别家"}).json()
+    other = factories.institution(api, province_token, name="抚州市某局", code="fz-y")
+    foreign = factories.device(api, province_token, other["id"], kind="operator", name="别家")
     # Employee E1007 belongs to the pilot institution: the other institution's operator cannot credit them.
     refused = send(api, foreign, session(session_id="S-9"))
     assert refused.status_code == 422 and refused.json()["code"] == "employee_unknown"

@@ -9,19 +9,16 @@ import pytest
 from sqlalchemy import func, select
 
 from services.activities.models import Action, infra
-from tests.support import deliver_outbox, freeze
+from tests import factories
+from tests.support import deliver_outbox
 
 NOON = datetime(2030, 6, 4, 4, 0, tzinfo=UTC)  # 12:00 in Asia/Shanghai
 
-
-@pytest.fixture(autouse=True)
-def frozen(clean):
-    freeze(clean, NOON)
-    yield NOON
+pytestmark = [pytest.mark.integration, pytest.mark.frozen_at(NOON)]
 
 
 @pytest.fixture
-def employee(frozen, pilot, install_limits):
+def employee(frozen_clock, pilot, install_limits):
     return pilot.employee("o-commuter", "13800000001")
 
 
@@ -120,7 +117,7 @@ def test_the_day_of_a_trip_is_the_local_day(api, employee):
     assert after_midnight.json()["status"] == "accepted"
 
 
-def test_who_may_record(api, frozen, pilot, install_limits, province_token):
+def test_who_may_record(api, frozen_clock, pilot, install_limits, province_token):
     unbound = pilot.wechat_login("o-unbound")["access_token"]
     refused = commute(api, unbound)
     assert refused.status_code == 403 and refused.json()["code"] == "not_bound"
@@ -166,11 +163,8 @@ def test_review_approve_credits_and_reject_reverses(api, employee, province_toke
 
 
 def test_an_institution_admin_reviews_only_their_own(api, employee, pilot, province_token):
-    other = api.post("/api/auth/institutions", json={"name": "南昌市某局", "code": "nc-x"},
-                     token=province_token).json()
-    api.post("/api/auth/admins", json={"username": "nc-admin", "password": "long-enough-pw",
-                                        "institution_id": other["id"]}, token=province_token)
-    other_admin = pilot.admin_login("nc-admin", "long-enough-pw")["access_token"]
+    other = factories.institution(api, province_token, name="南昌市某局", code="nc-x")
+    other_admin = factories.institution_admin(pilot, province_token, other["id"], "nc-admin", "long-enough-pw")
     flagged = commute(api, employee["access_token"], mode="walk", distance_km=30).json()
     assert api.get(f"/api/activities/reviews?institution_id={pilot.institution_id}",
                    token=other_admin).status_code == 403
@@ -181,17 +175,12 @@ def test_an_institution_admin_reviews_only_their_own(api, employee, pilot, provi
 
 def test_rule_limits_follow_published_rule_versions(api, employee, databases):
     """A stricter institution override (published by points) applies from its effective_from on."""
-    from services.activities.handlers import HANDLERS
-    from shared.consumer import consume
-    from shared.events import RuleVersionPublished
-
-    event = RuleVersionPublished(
-        rule_id=5001, action_type="commute", institution_id=employee["user"]["institution_id"], version=1,
+    factories.to_activities(databases, factories.rule_version_event(
+        "commute", rule_id=5001, institution_id=employee["user"]["institution_id"], version=1,
         effective_from="2030-06-04T00:00:00+08:00", effective_to=None, unit="km",
         variants={"bus": {"carbon_g_per_unit": 200, "max_quantity_per_action": 3}}, max_quantity_per_action="50",
         daily_count_limit=None, claim_window_days=3,
-    )
-    consume("activities", databases["activities"], infra, HANDLERS, [event.to_message()])
+    ))
     token = employee["access_token"]
     assert commute(api, token, mode="bus", distance_km=5).json()["reason"] == "distance_implausible"
     before = commute(api, token, mode="bus", distance_km=5, occurred_at="2030-06-03T08:00:00+08:00").json()

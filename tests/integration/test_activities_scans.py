@@ -12,33 +12,26 @@ from sqlalchemy import func, select
 
 from services.activities.models import Action
 from shared import clock, qr
+from tests import factories
 from tests.conftest import PROVINCE_PASSWORD
-from tests.support import freeze, refreshed
+from tests.support import refreshed
 
 LUNCH = datetime(2030, 6, 4, 4, 0, tzinfo=UTC)  # 12:00 in Asia/Shanghai
 WINDOWS = [{"name": "早餐", "start": "07:00", "end": "09:00"}, {"name": "午餐", "start": "11:00", "end": "13:30"},
            {"name": "晚餐", "start": "17:00", "end": "19:30"}]
 
-
-@pytest.fixture(autouse=True)
-def lunchtime(clean):
-    freeze(clean, LUNCH)
-    yield LUNCH
+pytestmark = [pytest.mark.integration, pytest.mark.frozen_at(LUNCH)]
 
 
 @pytest.fixture
-def canteen(api, lunchtime, pilot, province_token, install_limits):
-    station = api.post("/api/activities/stations", token=province_token, json={
-        "institution_id": pilot.institution_id, "name": "一楼食堂回收台", "kind": "canteen", "windows": WINDOWS})
-    assert station.status_code == 201, station.text
-    device = api.post("/api/auth/devices", token=province_token,
-                      json={"kind": "station", "institution_id": pilot.institution_id, "name": "一楼食堂平板"})
-    assert device.status_code == 201, device.text
-    return {**station.json(), "device_token": device.json()["token"]}
+def canteen(api, frozen_clock, pilot, province_token, install_limits):
+    station = factories.station(api, province_token, pilot.institution_id, name="一楼食堂回收台", windows=WINDOWS)
+    device = factories.device(api, province_token, pilot.institution_id, name="一楼食堂平板")
+    return {**station, "device_token": device["token"]}
 
 
 @pytest.fixture
-def employee(pilot, lunchtime):
+def employee(pilot, frozen_clock):
     return pilot.employee("o-diner", "13800000002")
 
 
@@ -70,7 +63,7 @@ def test_station_shows_a_short_rotating_code_with_images(api, canteen):
     assert b"<svg" in svg.content
 
 
-def test_a_clean_plate_once_per_meal_slot(api, canteen, employee, databases):
+def test_a_clean_plate_once_per_meal_slot(api, canteen, employee, databases, frozen_clock):
     token = employee["access_token"]
     code = current_code(api, canteen)["code"]
     first = scan(api, token, code)
@@ -82,15 +75,15 @@ def test_a_clean_plate_once_per_meal_slot(api, canteen, employee, databases):
     clock.advance(timedelta(minutes=5))
     next_code = scan(api, token, current_code(api, canteen)["code"])
     assert next_code.status_code == 409 and next_code.json()["code"] == "already_recorded"
-    clock.set_time(LUNCH + timedelta(hours=6))  # 18:00, dinner
+    frozen_clock.set(LUNCH + timedelta(hours=6))  # 18:00, dinner
     token = refreshed(api, employee)["access_token"]
     assert scan(api, token, current_code(api, canteen)["code"]).status_code == 201
     with databases["activities"].reader() as uow:
         assert uow.session.scalar(select(func.count(Action.id))) == 2
 
 
-def test_scans_outside_meal_hours_are_refused(api, canteen, employee):
-    clock.set_time(LUNCH + timedelta(hours=2))  # 14:00
+def test_scans_outside_meal_hours_are_refused(api, canteen, employee, frozen_clock):
+    frozen_clock.set(LUNCH + timedelta(hours=2))  # 14:00
     refused = scan(api, refreshed(api, employee)["access_token"], current_code(api, canteen)["code"])
     assert refused.status_code == 422 and refused.json()["code"] == "outside_window"
 
@@ -116,11 +109,9 @@ def test_forged_and_garbled_codes(api, canteen, employee, pilot, province_token)
     assert scan(api, token, "").status_code == 422
 
 
-def test_another_institutions_station(api, canteen, pilot, province_token, lunchtime):
-    other = api.post("/api/auth/institutions", json={"name": "抚州市某局", "code": "fz-x"},
-                     token=province_token).json()
-    station = api.post("/api/activities/stations", token=province_token, json={
-        "institution_id": other["id"], "name": "食堂", "kind": "canteen", "windows": WINDOWS}).json()
+def test_another_institutions_station(api, canteen, pilot, province_token, frozen_clock):
+    other = factories.institution(api, province_token, name="抚州市某局", code="fz-x")
+    station = factories.station(api, province_token, other["id"], name="食堂", windows=WINDOWS)
     employee = pilot.employee("o-visitor", "13800000003")
     refused = api.get(f"/api/activities/stations/{station['id']}/code", token=canteen["device_token"])
     assert refused.status_code == 403
@@ -128,15 +119,14 @@ def test_another_institutions_station(api, canteen, pilot, province_token, lunch
     assert scan(api, employee["access_token"], code).status_code == 403
 
 
-def test_waste_sorting_follows_the_rules_daily_limit(api, lunchtime, pilot, province_token, install_limits):
-    station = api.post("/api/activities/stations", token=province_token, json={
-        "institution_id": pilot.institution_id, "name": "分类点", "kind": "sorting",
-        "windows": [{"name": "早", "start": "07:00", "end": "10:00"}, {"name": "中", "start": "10:00", "end": "12:00"},
-                    {"name": "晚", "start": "12:00", "end": "20:00"}]}).json()
+def test_waste_sorting_follows_the_rules_daily_limit(api, frozen_clock, pilot, province_token, install_limits):
+    station = factories.station(api, province_token, pilot.institution_id, name="分类点", kind="sorting", windows=[
+        {"name": "早", "start": "07:00", "end": "10:00"}, {"name": "中", "start": "10:00", "end": "12:00"},
+        {"name": "晚", "start": "12:00", "end": "20:00"}])
     employee = pilot.employee("o-sorter", "13800000004")
 
     def sort_at(moment):
-        clock.set_time(moment)
+        frozen_clock.set(moment)
         code = api.get(f"/api/activities/stations/{station['id']}/code",
                        token=pilot.admin_login("admin", PROVINCE_PASSWORD)["access_token"]).json()["code"]
         return scan(api, refreshed(api, employee)["access_token"], code)
@@ -228,9 +218,8 @@ def test_the_kiosk_counts_todays_scans_at_its_station_for_its_institution(api, c
     assert api.get(kiosk, token=canteen["device_token"]).json()["scans_today"] == 1
     assert api.get(kiosk, token=province_token).json()["station"]["name"] == "一楼食堂回收台"
     assert api.get(kiosk, token=employee["access_token"]).json()["code"] == "forbidden_role"
-    other = api.post("/api/auth/institutions", token=province_token, json={"name": "别家", "code": "other-k"}).json()
-    foreign = api.post("/api/auth/devices", token=province_token,
-                       json={"kind": "station", "institution_id": other["id"], "name": "别家平板"}).json()
+    other = factories.institution(api, province_token, name="别家", code="other-k")
+    foreign = factories.device(api, province_token, other["id"], name="别家平板")
     assert api.get(kiosk, token=foreign["token"]).json()["code"] == "forbidden_institution"
 
 
@@ -268,7 +257,8 @@ def test_a_sheet_is_printed_only_for_a_station_that_accepts_printed_codes(api, c
     assert svg.status_code == 200 and b"<svg" in svg.content
 
 
-def test_a_printed_code_works_on_its_day_once_per_meal_slot(api, canteen, province_token, employee, pilot, databases):
+def test_a_printed_code_works_on_its_day_once_per_meal_slot(api, canteen, province_token, employee, pilot, databases,
+                                                             frozen_clock):
     sid = canteen["id"]
     api.request("PATCH", f"/api/activities/stations/{sid}", json={"printed_codes": True}, token=province_token)
     today, tomorrow = sheet(api, sid, province_token, days=2).json()["days"]
@@ -284,10 +274,10 @@ def test_a_printed_code_works_on_its_day_once_per_meal_slot(api, canteen, provin
     colleague = pilot.employee("o-sheet", "13800000006")
     assert scan(api, colleague["access_token"], today["code"]).status_code == 201
 
-    clock.set_time(LUNCH + timedelta(hours=6))  # dinner: the day's sheet serves every slot of its day
+    frozen_clock.set(LUNCH + timedelta(hours=6))  # dinner: the day's sheet serves every slot of its day
     token = refreshed(api, employee)["access_token"]
     assert scan(api, token, today["code"]).status_code == 201
-    clock.set_time(LUNCH + timedelta(days=1))  # the next lunch: yesterday's line is spent, today's works
+    frozen_clock.set(LUNCH + timedelta(days=1))  # the next lunch: yesterday's line is spent, today's works
     token = refreshed(api, employee)["access_token"]
     stale = scan(api, token, today["code"])
     assert stale.status_code == 410 and stale.json()["code"] == "qr_expired"

@@ -6,6 +6,7 @@ import pytest
 
 from lvbao.registry import SERVICES
 from shared.service_app import public_prefix
+from tests import factories
 
 pytestmark = pytest.mark.integration
 
@@ -35,22 +36,14 @@ def _roster(api, token, institution_id):
 
 @pytest.fixture
 def other_institution(api, province_token):
-    created = api.post("/api/auth/institutions", json={"name": "南昌市机关事务中心", "code": "nc-affairs"},
-                       token=province_token)
-    assert created.status_code == 201, created.text
-    institution_id = created.json()["id"]
-    dept = api.post(f"/api/auth/institutions/{institution_id}/departments", json={"name": "综合科", "code": "general"},
-                    token=province_token)
-    assert dept.status_code == 201, dept.text
+    institution_id = factories.institution(api, province_token, name="南昌市机关事务中心", code="nc-affairs")["id"]
+    factories.department(api, province_token, institution_id, name="综合科", code="general")
     return institution_id
 
 
 @pytest.fixture
 def institution_admin(api, pilot, province_token):
-    made = api.post("/api/auth/admins", json={"username": "center-admin", "password": "center-admin-pw",
-                                              "institution_id": pilot.institution_id}, token=province_token)
-    assert made.status_code == 201, made.text
-    return pilot.admin_login("center-admin", "center-admin-pw")["access_token"]
+    return factories.institution_admin(pilot, province_token, pilot.institution_id)
 
 
 def test_roster_import_all_rows(api, pilot, province_token):
@@ -189,9 +182,7 @@ def test_device_token_works_until_revoked(api, pilot, province_token):
 def test_revocation_survives_losing_redis(api, pilot, province_token, redis_client, settings, databases):
     from services.gateway.parts import GatewayParts
 
-    device = api.post("/api/auth/devices",
-                      json={"kind": "station", "institution_id": pilot.institution_id, "name": "二楼"},
-                      token=province_token).json()
+    device = factories.device(api, province_token, pilot.institution_id, name="二楼")
     api.delete(f"/api/auth/devices/{device['id']}", token=province_token)
     redis_client.flushdb()
     gateway = GatewayParts(settings, db=databases["gateway"], redis_client=redis_client)
@@ -273,8 +264,7 @@ def test_reimport_moves_a_bound_employee_everywhere(api, pilot, province_token, 
 
 def test_admin_cannot_revoke_another_institutions_device(api, pilot, province_token, institution_admin,
                                                          other_institution):
-    theirs = api.post("/api/auth/devices", json={"kind": "station", "institution_id": other_institution,
-                                                 "name": "外单位"}, token=province_token).json()
+    theirs = factories.device(api, province_token, other_institution, name="外单位")
     refused = api.delete(f"/api/auth/devices/{theirs['id']}", token=institution_admin)
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden_institution"
     assert api.get("/api/points/whoami", token=theirs["token"]).status_code == 200
@@ -282,8 +272,7 @@ def test_admin_cannot_revoke_another_institutions_device(api, pilot, province_to
 
 def test_device_tokens_are_refused_where_people_act(api, pilot, province_token):
     for kind in ("station", "screen"):
-        device = api.post("/api/auth/devices", json={"kind": kind, "institution_id": pilot.institution_id,
-                                                     "name": kind}, token=province_token).json()
+        device = factories.device(api, province_token, pilot.institution_id, kind=kind, name=kind)
         for method, path, body in [
             ("GET", "/api/auth/me", None),
             ("POST", "/api/auth/bind", {"invite_code": "ABCDEFGH"}),

@@ -31,13 +31,6 @@ NOW = datetime(_today.year, _today.month, _today.day, 15, 0, tzinfo=clock.LOCAL_
 MODES = ["walk", "bike", "bus", "metro", "carpool"]
 
 
-@pytest.fixture
-def frozen(clean):
-    clock.set_time(NOW)
-    yield NOW
-    clock.set_time(None)
-
-
 def deliver(databases, redis_client, events, *, with_redis: bool = True):
     """Hand events to the points consumer as its worker does (after each batch, the boards)."""
     return consume("points", databases["points"], infra, HANDLERS, [e.to_message() for e in events],
@@ -80,8 +73,9 @@ def random_actions(rng: random.Random, count: int, users: int = 200, first_id: i
     return events
 
 
+@pytest.mark.frozen_at(NOW)
 def test_every_board_equals_the_ledger_after_random_actions_and_again_after_redis_is_lost(
-        databases, redis_client, frozen):
+        databases, redis_client, clean):
     rng = random.Random(20261202)
     roster(databases, redis_client, opted_out=(3, 17, 150))
     actions = random_actions(rng, 1500)
@@ -126,8 +120,9 @@ def test_every_board_equals_the_ledger_after_random_actions_and_again_after_redi
         assert differences(points, redis_client, INSTITUTION, day) == [], day
 
 
+@pytest.mark.frozen_at(NOW)
 def test_a_crash_between_the_ledger_and_redis_loses_nothing_and_a_repeat_counts_once(
-        databases, redis_client, frozen):
+        databases, redis_client, clean):
     points = databases["points"]
     roster(databases, redis_client, users=10)
     actions = random_actions(random.Random(5), 40, users=10)
@@ -149,7 +144,8 @@ def test_a_crash_between_the_ledger_and_redis_loses_nothing_and_a_repeat_counts_
     assert differences(points, redis_client, INSTITUTION) == []
 
 
-def test_credits_arriving_during_a_rebuild_are_counted_once(databases, redis_client, frozen):
+@pytest.mark.frozen_at(NOW)
+def test_credits_arriving_during_a_rebuild_are_counted_once(databases, redis_client, clean):
     points = databases["points"]
     roster(databases, redis_client, users=50)
     rng = random.Random(9)
@@ -174,7 +170,8 @@ def test_credits_arriving_during_a_rebuild_are_counted_once(databases, redis_cli
     assert rebuilds >= 1
 
 
-def test_ties_share_a_rank_and_me_is_found_outside_the_top(databases, redis_client, frozen):
+@pytest.mark.frozen_at(NOW)
+def test_ties_share_a_rank_and_me_is_found_outside_the_top(databases, redis_client, clean):
     roster(databases, redis_client, users=30)
     at = (NOW - timedelta(hours=1)).isoformat()
     # users 1..30 walk 30 - u km (u = 1 walks 29 km, capped per day); users 10 and 11 walk the same distance.
@@ -199,7 +196,8 @@ def test_ties_share_a_rank_and_me_is_found_outside_the_top(databases, redis_clie
     assert board["entries"][0]["department"].startswith("第")
 
 
-def test_department_metrics_let_a_small_department_win(databases, redis_client, frozen):
+@pytest.mark.frozen_at(NOW)
+def test_department_metrics_let_a_small_department_win(databases, redis_client, clean):
     deliver(databases, redis_client, [DepartmentsChanged(
         institution_id=INSTITUTION, institution_name="测试单位",
         departments=[{"id": 701, "name": "大处", "headcount": 100}, {"id": 702, "name": "小处", "headcount": 4}],
@@ -225,7 +223,8 @@ def test_department_metrics_let_a_small_department_win(databases, redis_client, 
         ("小处", 0.75, 3), ("大处", 0.1, 10)]
 
 
-def test_hiding_keeps_counting_for_the_department_and_showing_again_lists_the_user(databases, redis_client, frozen):
+@pytest.mark.frozen_at(NOW)
+def test_hiding_keeps_counting_for_the_department_and_showing_again_lists_the_user(databases, redis_client, clean):
     roster(databases, redis_client, users=10)
     at = (NOW - timedelta(hours=1)).isoformat()
     deliver(databases, redis_client, [
@@ -259,7 +258,8 @@ def _next_weekday(day, weekday: int):
     return day + timedelta(days=(weekday - day.weekday()) % 7 or 7)
 
 
-def test_periods_roll_over_at_monday_midnight_and_month_end_in_shanghai(databases, redis_client, clean):
+def test_periods_roll_over_at_monday_midnight_and_month_end_in_shanghai(databases, redis_client, clean,
+                                                                        frozen_clock):
     sunday = _next_weekday(_today, 6)
     sunday_late = datetime(sunday.year, sunday.month, sunday.day, 23, 59, 30, tzinfo=clock.LOCAL_TZ)
     monday = sunday_late + timedelta(seconds=40)  # Monday 00:00:10
@@ -270,7 +270,7 @@ def test_periods_roll_over_at_monday_midnight_and_month_end_in_shanghai(database
     utc_evening = datetime(sunday.year, sunday.month, sunday.day, 16, 0, 10, tzinfo=UTC)
     assert period_of("week", utc_evening.astimezone(clock.LOCAL_TZ).date()).key == week_after
 
-    clock.set_time(sunday_late)
+    frozen_clock.set(sunday_late)
     roster(databases, redis_client, users=3)
     walk = dict(institution_id=INSTITUTION, department_id=DEPARTMENTS[1], action_type="commute", variant="walk",
                 unit="km")
@@ -279,7 +279,7 @@ def test_periods_roll_over_at_monday_midnight_and_month_end_in_shanghai(database
     assert leaderboard(redis_client, INSTITUTION, "week")["period_key"] == week_before
     assert leaderboard(redis_client, INSTITUTION, "week")["total"] == 1
 
-    clock.set_time(monday)
+    frozen_clock.set(monday)
     week = leaderboard(redis_client, INSTITUTION, "week")
     assert (week["period_key"], week["total"]) == (week_after, 0)  # a new week starts empty
     assert leaderboard(redis_client, INSTITUTION, "day")["total"] == 0
@@ -297,19 +297,20 @@ def test_periods_roll_over_at_monday_midnight_and_month_end_in_shanghai(database
     first_of_next = (_today.replace(day=1) + timedelta(days=32)).replace(day=1)
     last_day = (first_of_next + timedelta(days=32)).replace(day=1) - timedelta(days=1)
     month_end = datetime(last_day.year, last_day.month, last_day.day, 23, 59, 50, tzinfo=clock.LOCAL_TZ)
-    clock.set_time(month_end)
+    frozen_clock.set(month_end)
     deliver(databases, redis_client, [ActionRecorded(action_id=3, user_id=3, quantity="4",
                                                      action_at=month_end.isoformat(), **walk)])
     month = leaderboard(redis_client, INSTITUTION, "month")
     assert (month["period_key"], month["total"]) == (f"{last_day.year}-{last_day.month:02d}", 1)
-    clock.set_time(month_end + timedelta(seconds=10))
+    frozen_clock.set(month_end + timedelta(seconds=10))
     month = leaderboard(redis_client, INSTITUTION, "month")
     nxt = last_day + timedelta(days=1)
     assert (month["period_key"], month["total"]) == (f"{nxt.year}-{nxt.month:02d}", 0)
     assert leaderboard(redis_client, INSTITUTION, "all")["total"] == 3
 
 
-def test_an_older_department_snapshot_arriving_late_changes_nothing(databases, redis_client, frozen):
+@pytest.mark.frozen_at(NOW)
+def test_an_older_department_snapshot_arriving_late_changes_nothing(databases, redis_client, clean):
     older = DepartmentsChanged(institution_id=INSTITUTION, institution_name="旧名",
                                departments=[{"id": 701, "name": "旧处", "headcount": 3}],
                                occurred_at=NOW - timedelta(minutes=5))
@@ -323,8 +324,8 @@ def test_an_older_department_snapshot_arriving_late_changes_nothing(databases, r
     assert redis_client.hgetall(BoardKeys(INSTITUTION).deptinfo) == {b"701": "新处".encode(), b"702": "二处".encode()}
 
 
-def test_after_redis_lost_everything_an_opted_out_user_is_still_never_listed(databases, redis_client, frozen):
-
+@pytest.mark.frozen_at(NOW)
+def test_after_redis_lost_everything_an_opted_out_user_is_still_never_listed(databases, redis_client, clean):
 
     roster(databases, redis_client, users=5)
     Boards(databases["points"], redis_client).set_visibility(4, visible=False)

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from shared import clock
+from tests import factories
 from tests.support import deliver_outbox
 
 pytestmark = pytest.mark.integration
@@ -58,10 +59,10 @@ def test_department_boards_and_rankings_are_limited_to_the_callers_institution(a
     assert len(items) == len(pilot.departments) and items[0]["participants"] >= 1
     assert all(0 <= i["participation"] <= 1 and i["headcount"] > 0 for i in items)
 
-    other = api.post("/api/auth/institutions", token=province_token, json={"name": "别的单位", "code": "other-1"})
-    foreign = api.get(BOARDS, params={"scope_id": other.json()["id"]}, token=token)
+    other = factories.institution(api, province_token, name="别的单位", code="other-1")
+    foreign = api.get(BOARDS, params={"scope_id": other["id"]}, token=token)
     assert foreign.status_code == 403 and foreign.json()["code"] == "forbidden_institution"
-    assert api.get(BOARDS, params={"scope_id": other.json()["id"]}, token=province_token).status_code == 200
+    assert api.get(BOARDS, params={"scope_id": other["id"]}, token=province_token).status_code == 200
     missing = api.get(BOARDS, params={"scope": "department", "scope_id": 999999}, token=token)
     assert missing.status_code == 404 and missing.json()["code"] == "department_not_found"
     bad = api.get(BOARDS, params={"period": "year"}, token=token)
@@ -86,10 +87,8 @@ def test_opting_out_hides_the_employee_but_keeps_their_rank_for_them(api, people
 
 
 def test_the_screen_payload_is_for_that_institutions_screens_and_admins(api, pilot, people, province_token):
-    device = api.post("/api/auth/devices", token=province_token,
-                      json={"kind": "screen", "institution_id": pilot.institution_id, "name": "大厅屏"})
-    assert device.status_code == 201, device.text
-    screen_token = device.json()["token"]
+    device = factories.device(api, province_token, pilot.institution_id, kind="screen", name="大厅屏")
+    screen_token = device["token"]
     answer = api.get(f"/api/points/screens/{pilot.institution_id}", token=screen_token)
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -99,11 +98,11 @@ def test_the_screen_payload_is_for_that_institutions_screens_and_admins(api, pil
     assert len(body["individuals"]["entries"]) == 3 and body["individuals"]["me"] is None
     assert len(body["ticker"]) == 3 and all("nickname" not in item for item in body["ticker"])
 
-    other = api.post("/api/auth/institutions", token=province_token, json={"name": "别的单位", "code": "other-2"})
-    assert api.get(f"/api/points/screens/{other.json()['id']}", token=screen_token).status_code == 403
+    other = factories.institution(api, province_token, name="别的单位", code="other-2")
+    assert api.get(f"/api/points/screens/{other['id']}", token=screen_token).status_code == 403
     employee = api.get(f"/api/points/screens/{pilot.institution_id}", token=people["a"]["access_token"])
     assert employee.status_code == 403 and employee.json()["code"] == "forbidden_role"
-    assert api.delete(f"/api/auth/devices/{device.json()['id']}", token=province_token).status_code == 204
+    assert api.delete(f"/api/auth/devices/{device['id']}", token=province_token).status_code == 204
     revoked = api.get(f"/api/points/screens/{pilot.institution_id}", token=screen_token)
     assert revoked.status_code == 401 and revoked.json()["code"] == "device_revoked"
 

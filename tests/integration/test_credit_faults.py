@@ -23,7 +23,7 @@ from shared import clock
 from shared.outbox import handler_path, queue_for
 from tests.support import wait_until
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 EMPLOYEES = 10
 TRIPS_PER_EMPLOYEE = 20  # 4 a day (the default rule's limit) over 5 past days: all accepted

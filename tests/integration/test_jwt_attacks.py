@@ -20,6 +20,7 @@ from shared import clock
 from shared.auth.tokens import SigningKey, TokenIssuer
 from shared.errors import ApiError
 from shared.service_app import public_prefix
+from tests import factories
 
 pytestmark = pytest.mark.integration
 
@@ -136,7 +137,8 @@ def test_signature_from_another_ed25519_key_with_the_real_kid(api, settings, cur
     _assert_refused_everywhere(api, token)
 
 
-def test_rotation_accepts_the_new_key_and_retiring_refuses_the_old(api, settings, databases, rotates_keys):
+def test_rotation_accepts_the_new_key_and_retiring_refuses_the_old(api, settings, databases, rotates_keys,
+                                                                    frozen_clock):
     ring = KeyRing(databases["gateway"])
     old = ring.signing_key()
     old_token = _sign(old, _claims(settings))
@@ -145,7 +147,7 @@ def test_rotation_accepts_the_new_key_and_retiring_refuses_the_old(api, settings
     assert ring.signing_key().kid == old.kid  # published, not signing yet
 
     # Past the lead time (longer than every verifier's JWKS cache) the new key signs and is accepted.
-    clock.set_time(clock.now() + timedelta(seconds=121))
+    frozen_clock.set(clock.now() + timedelta(seconds=121))
     assert ring.signing_key().kid == new.kid
     new_token = TokenIssuer(new, settings.jwt_issuer, settings.jwt_audience).issue(
         "user:1", "access", 600, uid=1, roles=["employee"]
@@ -156,18 +158,18 @@ def test_rotation_accepts_the_new_key_and_retiring_refuses_the_old(api, settings
 
     ring.retire(old.kid)
     assert old.kid not in {k["kid"] for k in api.get("/api/auth/jwks.json").json()["keys"]}
-    clock.set_time(clock.now() + timedelta(seconds=settings.jwks_cache_seconds + 1))
+    frozen_clock.set(clock.now() + timedelta(seconds=settings.jwks_cache_seconds + 1))
     _assert_refused_everywhere(api, old_token)
     for service in SERVICES:
         assert api.get(f"{public_prefix(service)}/whoami", token=new_token).status_code == 200, service
 
 
-def test_a_key_rotated_without_lead_is_fetched_on_first_sight(api, settings, databases, rotates_keys):
+def test_a_key_rotated_without_lead_is_fetched_on_first_sight(api, settings, databases, rotates_keys, frozen_clock):
     ring = KeyRing(databases["gateway"])
     ring.signing_key()
     for service in SERVICES:  # every verifier has just fetched the JWKS
         api.get(f"{public_prefix(service)}/whoami", token="x.y.z")
-    clock.set_time(clock.now() + timedelta(seconds=6))  # past the minimum refetch interval
+    frozen_clock.set(clock.now() + timedelta(seconds=6))  # past the minimum refetch interval
     new = ring.rotate(lead_seconds=0)
     token = TokenIssuer(new, settings.jwt_issuer, settings.jwt_audience).issue(
         "user:1", "access", 600, uid=1, roles=["employee"]
@@ -178,11 +180,10 @@ def test_a_key_rotated_without_lead_is_fetched_on_first_sight(api, settings, dat
 
 def test_a_key_devices_still_rely_on_cannot_be_retired_until_they_get_new_tokens(
     api, pilot, province_token, databases, settings, rotates_keys
-):
+, frozen_clock):
     ring = KeyRing(databases["gateway"])
     old = ring.signing_key()
-    device = api.post("/api/auth/devices", json={"kind": "screen", "institution_id": pilot.institution_id,
-                                                 "name": "大厅"}, token=province_token).json()
+    device = factories.device(api, province_token, pilot.institution_id, kind="screen", name="大厅")
     ring.rotate(lead_seconds=0)
     with pytest.raises(ApiError) as caught:
         ring.retire(old.kid)
@@ -191,7 +192,7 @@ def test_a_key_devices_still_rely_on_cannot_be_retired_until_they_get_new_tokens
     fresh = api.post(f"/api/auth/devices/{device['id']}/token", token=province_token)
     assert fresh.status_code == 201, fresh.text
     ring.retire(old.kid)
-    clock.set_time(clock.now() + timedelta(seconds=settings.jwks_cache_seconds + 1))
+    frozen_clock.set(clock.now() + timedelta(seconds=settings.jwks_cache_seconds + 1))
     _assert_refused_everywhere(api, device["token"])
     assert api.get("/api/points/whoami", token=fresh.json()["token"]).status_code == 200
 

@@ -199,13 +199,13 @@ def test_bind_with_a_used_phone_code_is_422(pilot, api):
     assert again.status_code == 422 and again.json()["code"] == "phone_code_invalid"
 
 
-def test_a_stale_wechat_access_token_is_refetched_once(pilot, api, settings):
+def test_a_stale_wechat_access_token_is_refetched_once(pilot, api, settings, frozen_clock):
     first = pilot.wechat_login("o-stale-1")
     assert pilot.bind_by_phone(first["access_token"], "13800000012").status_code == 200
     # Someone else fetches a new token (WeChat then keeps the old one for 5 minutes only).
     api.get("/mock-wechat/cgi-bin/token", params={"grant_type": "client_credential", "appid": settings.wechat_appid,
                                                    "secret": settings.wechat_secret})
-    clock.set_time(clock.now() + timedelta(minutes=6))
+    frozen_clock.set(clock.now() + timedelta(minutes=6))
     fetches = api.get("/mock-wechat/mock/stats").json()["token_fetches"]
     second = pilot.wechat_login("o-stale-2")
     assert pilot.bind_by_phone(second["access_token"], "13800000013").status_code == 200

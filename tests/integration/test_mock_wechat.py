@@ -10,17 +10,11 @@ from mock_wechat import create_app
 
 from shared import clock
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("frozen_clock")]  # every test ends unfrozen
 
 APPID = "wx-test"
 SECRET = "s3cret"
 T0 = datetime(2030, 3, 1, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _unfreeze_clock():
-    yield
-    clock.set_time(None)
 
 
 @pytest.fixture

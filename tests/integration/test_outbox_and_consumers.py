@@ -219,20 +219,21 @@ def _row(db, event_id):
         return uow.session.scalars(select(gateway_infra.outbox).where(gateway_infra.outbox.event_id == event_id)).one()
 
 
-def test_rows_stay_until_acknowledged_and_lost_jobs_are_sent_again(databases, clean, redis_client, points_runtime):
+def test_rows_stay_until_acknowledged_and_lost_jobs_are_sent_again(databases, clean, redis_client, points_runtime,
+                                                                   frozen_clock):
     gateway = databases["gateway"]
     event = EmployeeBound(user_id=300, institution_id=1, department_id=None, employee_no="E300", nickname="lost")
     _record(gateway, event)
     relay = OutboxRelay("gateway", gateway, gateway_infra, redis_client)
     assert relay.relay_once() == 1
-    clock.set_time(clock.now() + timedelta(minutes=16))
+    frozen_clock.set(clock.now() + timedelta(minutes=16))
     assert relay.redeliver_unacknowledged() == 0  # its job still waits in the queue (workers are behind)
-    clock.set_time(None)
+    frozen_clock.unfreeze()
     redis_client.flushdb()  # Redis loses the job (a restart without the last second of AOF)
 
-    clock.set_time(clock.now() + timedelta(minutes=14))
+    frozen_clock.set(clock.now() + timedelta(minutes=14))
     assert relay.redeliver_unacknowledged() == 0  # still inside a job's own retry schedule
-    clock.set_time(clock.now() + timedelta(minutes=2))
+    frozen_clock.set(clock.now() + timedelta(minutes=2))
     assert relay.redeliver_unacknowledged() == 1
     assert relay.relay_once() == 1
     _work(redis_client)
@@ -241,7 +242,7 @@ def test_rows_stay_until_acknowledged_and_lost_jobs_are_sent_again(databases, cl
     assert relay.collect_acks() == 1
     row = _row(gateway, event.event_id)
     assert row.acked_at is not None and row.attempts == 2
-    clock.set_time(clock.now() + timedelta(hours=1))
+    frozen_clock.set(clock.now() + timedelta(hours=1))
     assert relay.redeliver_unacknowledged() == 0
 
 
@@ -275,7 +276,7 @@ def test_a_handler_breaking_a_constraint_fails_loudly_and_applies_nothing(databa
     assert _members(databases["points"]) == {}
 
 
-def test_old_infrastructure_rows_are_pruned(databases, clean, redis_client, points_runtime):
+def test_old_infrastructure_rows_are_pruned(databases, clean, redis_client, points_runtime, frozen_clock):
     from shared.housekeeping import prune
 
     gateway = databases["gateway"]
@@ -289,11 +290,11 @@ def test_old_infrastructure_rows_are_pruned(databases, clean, redis_client, poin
     _record(gateway, waiting)
     assert prune(gateway, gateway_infra) == {"outbox": 0, "processed_events": 0, "idempotency_keys": 0}
 
-    clock.set_time(clock.now() + timedelta(days=8))
+    frozen_clock.set(clock.now() + timedelta(days=8))
     assert prune(gateway, gateway_infra)["outbox"] == 1  # the unacknowledged one is never pruned
     assert _row(gateway, waiting.event_id).acked_at is None
     assert prune(databases["points"], points_infra)["processed_events"] == 0
-    clock.set_time(clock.now() + timedelta(days=23))
+    frozen_clock.set(clock.now() + timedelta(days=23))
     assert prune(databases["points"], points_infra)["processed_events"] == 1
 
 

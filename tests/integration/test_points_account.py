@@ -10,8 +10,9 @@ from services.points.handlers import HANDLERS
 from services.points.models import infra
 from shared import clock
 from shared.consumer import consume
-from shared.events import ActionRecorded, ActionReversed
+from shared.events import ActionReversed
 from shared.paging import encode_cursor
+from tests import factories
 from tests.conftest import PROVINCE_PASSWORD
 
 pytestmark = pytest.mark.integration
@@ -20,22 +21,20 @@ ME = "/api/points/me"
 
 
 @pytest.fixture
-def wednesday(pilot):
+def wednesday(pilot, frozen_clock):
     """Freeze the clock at a Wednesday 10:00 in Shanghai, a few days ahead (after a sign-in at the real time, so
     the signing key already exists and signs then)."""
     day = clock.local_now().date() + timedelta(days=1)
     day += timedelta(days=(2 - day.weekday()) % 7)
     moment = datetime(day.year, day.month, day.day, 10, tzinfo=clock.LOCAL_TZ)
     pilot.admin_login("admin", PROVINCE_PASSWORD)
-    clock.set_time(moment)
+    frozen_clock.set(moment)
     return moment
 
 
 def credit(databases, user_id: int, institution_id: int, action_id: int, at: datetime, quantity: str = "10"):
-    event = ActionRecorded(action_id=action_id, user_id=user_id, institution_id=institution_id, department_id=None,
-                           action_type="commute", variant="metro", quantity=quantity, unit="km",
-                           action_at=at.isoformat())
-    consume("points", databases["points"], infra, HANDLERS, [event.to_message()])
+    factories.credit(databases, at, action_id=action_id, user_id=user_id, institution_id=institution_id,
+                     quantity=quantity)
 
 
 def test_a_new_or_unbound_user_has_zeros(api, pilot, wednesday):
@@ -97,8 +96,7 @@ def test_the_ledger_pages_newest_first_with_receipts(api, pilot, databases, wedn
 
 def test_only_employees_have_points_pages(api, pilot, wednesday):
     province_token = pilot.admin_login("admin", PROVINCE_PASSWORD)["access_token"]
-    station = api.post("/api/auth/devices", json={"kind": "station", "institution_id": pilot.institution_id,
-                                                  "name": "食堂"}, token=province_token).json()["token"]
+    station = factories.device(api, province_token, pilot.institution_id)["token"]
     for path in (ME, f"{ME}/ledger"):
         assert api.get(path).status_code == 401
         for token in (station, province_token):

@@ -10,18 +10,17 @@ import pytest
 from sqlalchemy import select
 
 from services.points.handlers import HANDLERS
-from services.points.ledger import ACTION_SOURCE, lock_account
+from services.points.ledger import ACTION_SOURCE
 from services.points.models import Account, LedgerEntry, infra
 from services.points.rules import RuleBook
 from shared import clock
 from shared.auth.guards import Principal
 from shared.consumer import consume
 from shared.events import ActionRecorded, ActionReversed
-from shared.vocabulary import UNIT_OF
+from tests import factories
 
 pytestmark = pytest.mark.integration
 
-UNITS = UNIT_OF
 PROVINCE = Principal(subject="admin:1", token_type="access", roles=frozenset({"province_admin"}))
 _ids = itertools.count(1000)
 
@@ -33,15 +32,13 @@ def local(text: str) -> datetime:
 
 def action(at: datetime, *, action_id: int | None = None, user_id: int = 1, institution_id: int = 1,
            action_type: str = "commute", variant: str = "metro", quantity: str = "10") -> ActionRecorded:
-    return ActionRecorded(
-        action_id=action_id or next(_ids), user_id=user_id, institution_id=institution_id, department_id=None,
-        action_type=action_type, variant=variant, quantity=quantity, unit=UNITS[action_type],
-        action_at=at.isoformat(),
-    )
+    return factories.action_event(at, action_id=action_id or next(_ids), user_id=user_id,
+                                  institution_id=institution_id, action_type=action_type, variant=variant,
+                                  quantity=quantity)
 
 
 def deliver(databases, *events):
-    return consume("points", databases["points"], infra, HANDLERS, [e.to_message() for e in events])
+    return factories.to_points(databases, *events)
 
 
 def entries(databases, user_id: int = 1) -> list[LedgerEntry]:
@@ -154,9 +151,9 @@ def test_daily_cap_counts_by_local_day_across_utc_midnight(databases, clean):
     assert account(databases).balance == 240 + 240
 
 
-def test_a_version_starting_tomorrow_changes_no_past_credit(databases, clean):
+def test_a_version_starting_tomorrow_changes_no_past_credit(databases, clean, frozen_clock):
     now = local("2025-06-02T10:00")
-    clock.set_time(now)
+    frozen_clock.set(now)
     before = action(now - timedelta(hours=2))
     deliver(databases, before)
     tomorrow = now + timedelta(days=1)
@@ -166,7 +163,7 @@ def test_a_version_starting_tomorrow_changes_no_past_credit(databases, clean):
 
     occurred_today = action(now + timedelta(hours=3))
     occurred_after = action(tomorrow + timedelta(hours=1))
-    clock.set_time(tomorrow + timedelta(days=1))  # both are delivered once v2 is in force
+    frozen_clock.set(tomorrow + timedelta(days=1))  # both are delivered once v2 is in force
     deliver(databases, occurred_today, occurred_after)
     awards = entries(databases)
     assert [(e.receipt["rule_version"], e.receipt["factor_g_per_unit"], e.points) for e in awards] == [
@@ -174,8 +171,8 @@ def test_a_version_starting_tomorrow_changes_no_past_credit(databases, clean):
     assert awards[0].receipt == _receipt_of(databases, before.action_id)
 
 
-def test_an_institution_override_beats_the_default_while_in_force(databases, clean):
-    clock.set_time(local("2025-06-02T10:00"))
+def test_an_institution_override_beats_the_default_while_in_force(databases, clean, frozen_clock):
+    frozen_clock.set(local("2025-06-02T10:00"))
     override = {
         "action_type": "clean_plate", "institution_id": 7, "unit": "meal",
         "variants": {"default": {"carbon_g_per_unit": 200}}, "g_per_point": 50, "daily_cap_points": 6,
@@ -282,10 +279,5 @@ def _receipt_of(databases, action_id: int) -> dict:
 
 def _spend(databases, points: int, user_id: int = 1) -> None:
     """What a redemption's debit will do (the rewards saga is not here yet): a debit entry and a lower balance."""
-    with databases["points"].uow() as uow:
-        held = lock_account(uow.session, user_id, 1)
-        held.balance -= points
-        uow.session.add(LedgerEntry(user_id=user_id, institution_id=1, kind="debit", points=-points, carbon_g=0,
-                                    balance_after=held.balance, source_type="redemption", source_id="r-1",
-                                    receipt={"reward": "环保袋"}))
-        uow.commit()
+    factories.ledger_entry(databases, user_id, -points, kind="debit", source_type="redemption", source_id="r-1",
+                           receipt={"reward": "环保袋"})

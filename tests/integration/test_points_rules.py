@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from services.points.models import Rule, infra
 from services.points.rules import install_default_rules
 from shared import clock
+from tests import factories
 from tests.conftest import PROVINCE_PASSWORD
 
 pytestmark = pytest.mark.integration
@@ -19,12 +20,12 @@ RULES = "/api/points/rules"
 
 
 @pytest.fixture
-def now(pilot):
+def now(pilot, frozen_clock):
     """A frozen 'now': a future moment, after a sign-in at the real time (so the signing key exists and signs)."""
     pilot.admin_login("admin", PROVINCE_PASSWORD)
     moment = (clock.now() + timedelta(days=2)).astimezone(clock.LOCAL_TZ).replace(hour=10, minute=0, second=0,
                                                                                   microsecond=0)
-    clock.set_time(moment)
+    frozen_clock.set(moment)
     return moment
 
 
@@ -36,10 +37,7 @@ def province_token(now, pilot):
 
 @pytest.fixture
 def center_admin(api, pilot, province_token):
-    made = api.post("/api/auth/admins", json={"username": "center-admin", "password": "center-admin-pw",
-                                              "institution_id": pilot.institution_id}, token=province_token)
-    assert made.status_code == 201, made.text
-    return pilot.admin_login("center-admin", "center-admin-pw")["access_token"]
+    return factories.institution_admin(pilot, province_token, pilot.institution_id)
 
 
 def clean_plate_rule(**changes) -> dict:
@@ -77,7 +75,8 @@ def test_the_province_defaults_are_in_force(api, now, province_token, databases)
     assert sorted(m["data"]["action_type"] for m in published) == sorted(items)
 
 
-def test_admin_publishes_an_override_for_their_institution(api, now, pilot, center_admin, province_token, databases):
+def test_admin_publishes_an_override_for_their_institution(api, now, pilot, center_admin, province_token, databases,
+                                                            frozen_clock):
     inst = pilot.institution_id
     first = api.post(RULES, json=clean_plate_rule(institution_id=inst), token=center_admin)
     assert first.status_code == 201, first.text
@@ -94,7 +93,7 @@ def test_admin_publishes_an_override_for_their_institution(api, now, pilot, cent
     in_force = {r["action_type"]: r for r in api.get(RULES, token=center_admin).json()["items"]}
     assert (in_force["clean_plate"]["institution_id"], in_force["clean_plate"]["version"]) == (inst, 1)
     assert in_force["commute"]["institution_id"] is None  # no override: the default
-    clock.set_time(later)
+    frozen_clock.set(later)
     center_again = pilot.admin_login("center-admin", "center-admin-pw")["access_token"]
     in_force = {r["action_type"]: r for r in api.get(RULES, token=center_again).json()["items"]}
     assert in_force["clean_plate"]["version"] == 2
@@ -176,8 +175,7 @@ def test_commute_needs_exactly_its_six_modes(api, now, province_token):
 
 def test_who_may_see_and_change_which_rules(api, now, pilot, center_admin, province_token):
     employee = pilot.employee("o-rules", "13800000003")["access_token"]
-    station = api.post("/api/auth/devices", json={"kind": "station", "institution_id": pilot.institution_id,
-                                                  "name": "食堂"}, token=province_token).json()["token"]
+    station = factories.device(api, province_token, pilot.institution_id)["token"]
     preview = {"rule": clean_plate_rule(), "action": {"quantity": 1}}
     for token in (employee, station):
         for method, path, body in (("GET", RULES, None), ("POST", RULES, clean_plate_rule()),
@@ -227,11 +225,11 @@ def test_preview_gives_the_receipt_and_stores_nothing(api, now, center_admin, da
         assert uow.session.scalar(select(func.count(Rule.id))) == 4
 
 
-def test_version_numbers_count_per_scope(databases, clean):
+def test_version_numbers_count_per_scope(databases, clean, frozen_clock):
     from services.points.rules import RuleBook
     from shared.auth.guards import Principal
 
-    clock.set_time(datetime.fromisoformat("2025-06-02T10:00:00+08:00"))
+    frozen_clock.set(datetime.fromisoformat("2025-06-02T10:00:00+08:00"))
     province = Principal(subject="admin:1", token_type="access", roles=frozenset({"province_admin"}))
     versions = [RuleBook(databases["points"]).publish(province, {**clean_plate_rule(institution_id=i)})["version"]
                 for i in (None, 5, 5, None, 6)]

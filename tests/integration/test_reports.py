@@ -8,37 +8,35 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from services.points.handlers import HANDLERS
-from services.points.models import infra
 from shared import clock
-from shared.consumer import consume
-from shared.events import ActionRecorded, ActionReversed, EmployeeBound
+from shared.events import ActionReversed
+from tests import factories
 from tests.conftest import PROVINCE_PASSWORD
-from tests.support import deliver_outbox, freeze
+from tests.support import deliver_outbox
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def credited(api, pilot, databases):
+def credited(api, pilot, databases, frozen_clock):
     """Three employees of the pilot over two days of November 2030 (Shanghai), one action reversed."""
     deliver_outbox(databases)  # points learns the departments' names
-    freeze(databases, datetime(2030, 11, 20, 12, 0, tzinfo=clock.LOCAL_TZ))
+    frozen_clock.set(datetime(2030, 11, 20, 12, 0, tzinfo=clock.LOCAL_TZ), signing_key=True)
     finance, office = pilot.departments["finance"], pilot.departments["office"]
     people = {1001: finance, 1002: finance, 1003: office}
-    events = [EmployeeBound(user_id=u, institution_id=pilot.institution_id, department_id=d, employee_no=f"E{u}",
-                            nickname=f"=n{u}") for u, d in people.items()]
-    at = lambda days: (clock.now() - timedelta(days=days)).isoformat()  # noqa: E731
+    events = [factories.member_event(u, pilot.institution_id, department_id=d, nickname=f"=n{u}")
+              for u, d in people.items()]
+    at = lambda days: clock.now() - timedelta(days=days)  # noqa: E731
     for action_id, (user, km, days) in enumerate([(1001, "10", 0), (1002, "5", 0), (1003, "8", 1), (1001, "4", 1)],
                                                  start=1):
-        events.append(ActionRecorded(action_id=action_id, user_id=user, institution_id=pilot.institution_id,
-                                     department_id=people[user], action_type="commute", variant="metro", quantity=km,
-                                     unit="km", action_at=at(days)))
-    events.append(ActionRecorded(action_id=9, user_id=1003, institution_id=pilot.institution_id,
-                                 department_id=office, action_type="clean_plate", variant="default", quantity="1",
-                                 unit="meal", action_at=at(0)))
+        events.append(factories.action_event(at(days), action_id=action_id, user_id=user,
+                                             institution_id=pilot.institution_id, department_id=people[user],
+                                             quantity=km))
+    events.append(factories.action_event(at(0), action_id=9, user_id=1003, institution_id=pilot.institution_id,
+                                         department_id=office, action_type="clean_plate", variant="default",
+                                         quantity="1"))
     events.append(ActionReversed(action_id=4, user_id=1001, institution_id=pilot.institution_id, reason="重复"))
-    consume("points", databases["points"], infra, HANDLERS, [e.to_message() for e in events])
+    factories.to_points(databases, *events)
     return pilot
 
 
@@ -82,12 +80,8 @@ def test_the_monthly_csv_names_each_employee_once(api, credited, province_token)
 
 
 def test_an_institution_admin_sees_only_their_institution(api, credited, province_token):
-    other = api.post("/api/auth/institutions", token=province_token, json={"name": "别家", "code": "other-r"}).json()
-    made = api.post("/api/auth/admins", token=province_token,
-                    json={"username": "other-admin", "password": PROVINCE_PASSWORD + "x",
-                          "institution_id": other["id"]})
-    assert made.status_code == 201, made.text
-    token = credited.admin_login("other-admin", PROVINCE_PASSWORD + "x")["access_token"]
+    other = factories.institution(api, province_token, name="别家", code="other-r")
+    token = factories.institution_admin(credited, province_token, other["id"], "other-admin", PROVINCE_PASSWORD + "x")
     assert api.get("/api/points/stats", token=token).json()["items"] == []  # their own: nothing yet
     foreign = api.get("/api/points/stats", token=token, params={"institution_id": credited.institution_id})
     assert foreign.status_code == 403 and foreign.json()["code"] == "forbidden_institution"

@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 from lvbao.seed import demo_roster_csv
 from lvbao.verify import Report
 from lvbao.verify_rewards import reconcile_redemptions
-from services.points.ledger import append_entry, lock_account
 from services.points.models import Account, LedgerEntry
 from services.points.models import infra as points_infra
 from services.rewards.models import Redemption
@@ -21,7 +20,8 @@ from services.rewards.models import infra as rewards_infra
 from services.rewards.saga import Deadlines
 from shared import clock
 from shared.consumer import consume
-from tests.support import deliver_outbox, freeze
+from tests import factories
+from tests.support import deliver_outbox
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +46,7 @@ def employees(pilot, databases, count: int) -> list[dict]:
 
 def grant(databases, user_id: int, institution_id: int, points: int) -> None:
     """Give a user points as an admin adjustment would (the tests' starting balances)."""
-    with databases["points"].uow() as uow:
-        account = lock_account(uow.session, user_id, institution_id)
-        append_entry(uow.session, account, kind="adjustment", points=points, carbon_g=0, action_type=None,
-                     local_day=None, source_type="test_grant", source_id=uuid.uuid4().hex, receipt={"note": "test"})
-        uow.commit()
+    factories.ledger_entry(databases, user_id, points, institution_id=institution_id)
 
 
 def add_reward(api, token, institution_id, **fields) -> dict:
@@ -231,11 +227,11 @@ def test_a_cancelled_redemption_gets_its_points_back_exactly_once(shop, database
     verified(databases)
 
 
-def test_an_uncollected_pickup_expires_with_a_refund(shop, databases, settings):
+def test_an_uncollected_pickup_expires_with_a_refund(shop, databases, settings, frozen_clock):
     person, _reward, shown, _ = _confirmed(shop, databases)
     service = Deadlines(databases["rewards"], settings)
     assert service.expire_pickups() == 0
-    freeze(databases, clock.now() + timedelta(days=settings.pickup_days, minutes=1))
+    frozen_clock.set(clock.now() + timedelta(days=settings.pickup_days, minutes=1), signing_key=True)
     admin_token = shop.admin_login("admin", "province-admin-pw-1")["access_token"]
     late = shop.api.post("/api/rewards/fulfilments", json={"pickup_code": shown["pickup_code"]}, token=admin_token)
     assert late.status_code == 410 and late.json()["code"] == "pickup_expired"
@@ -247,7 +243,7 @@ def test_an_uncollected_pickup_expires_with_a_refund(shop, databases, settings):
     verified(databases)
 
 
-def test_a_redemption_whose_request_was_lost_is_asked_about_again(shop, databases, settings):
+def test_a_redemption_whose_request_was_lost_is_asked_about_again(shop, databases, settings, frozen_clock):
     [person] = employees(shop, databases, 1)
     grant(databases, person["user_id"], shop.institution_id, 100)
     token = shop.admin_login("admin", "province-admin-pw-1")["access_token"]
@@ -259,7 +255,7 @@ def test_a_redemption_whose_request_was_lost_is_asked_about_again(shop, database
         uow.commit()
     service = Deadlines(databases["rewards"], settings)
     assert service.ask_again() == 0  # not yet: it has not waited long enough
-    freeze(databases, clock.now() + timedelta(seconds=settings.debit_retry_seconds + 1))
+    frozen_clock.set(clock.now() + timedelta(seconds=settings.debit_retry_seconds + 1), signing_key=True)
     assert service.ask_again() == 1
     deliver_outbox(databases)
     with databases["rewards"].reader() as uow:
@@ -270,9 +266,9 @@ def test_a_redemption_whose_request_was_lost_is_asked_about_again(shop, database
         redemption = uow.session.get(Redemption, redemption_id)
         redemption.status = "pending"
         uow.commit()
-    freeze(databases, clock.now() + timedelta(seconds=settings.debit_retry_seconds + 1))
+    frozen_clock.set(clock.now() + timedelta(seconds=settings.debit_retry_seconds + 1), signing_key=True)
     assert service.ask_again() == 0
-    freeze(databases, clock.now() + timedelta(seconds=settings.debit_retry_seconds))
+    frozen_clock.set(clock.now() + timedelta(seconds=settings.debit_retry_seconds), signing_key=True)
     assert service.ask_again() == 1
     deliver_outbox(databases)
     assert balance(databases, person["user_id"]) == 90
@@ -281,11 +277,9 @@ def test_a_redemption_whose_request_was_lost_is_asked_about_again(shop, database
 
 def test_verify_names_lost_stock_and_points(shop, databases):
     person, reward, shown, _ = _confirmed(shop, databases)
-    with databases["points"].uow() as uow:  # a refund nobody asked for
-        account = lock_account(uow.session, person["user_id"], shop.institution_id)
-        append_entry(uow.session, account, kind="refund", points=10, carbon_g=0, action_type=None, local_day=None,
-                     source_type="redemption", source_id=str(shown["id"]), receipt={})
-        uow.commit()
+    # a refund nobody asked for
+    factories.ledger_entry(databases, person["user_id"], 10, institution_id=shop.institution_id, kind="refund",
+                           source_type="redemption", source_id=str(shown["id"]), receipt={})
     with databases["rewards"].uow() as uow:
         from services.rewards.models import Reward
 
@@ -331,11 +325,8 @@ def test_admins_list_and_export_redemptions_of_their_institution_only(shop, data
     listed = shop.api.get(f"/api/rewards/redemptions?status=confirmed&institution_id={shop.institution_id}",
                           token=province_token).json()["items"]
     assert [r["id"] for r in listed] == [shown["id"]] and listed[0]["pickup_code"] is None
-    other = shop.api.post("/api/auth/institutions", json={"name": "南昌市某局", "code": "NC-01"},
-                          token=province_token).json()["id"]
-    shop.api.post("/api/auth/admins", json={"username": "nc-admin", "password": "nc-admin-password-1",
-                                            "institution_id": other}, token=province_token)
-    nc_token = shop.admin_login("nc-admin", "nc-admin-password-1")["access_token"]
+    other = factories.institution(shop.api, province_token, name="南昌市某局", code="NC-01")["id"]
+    nc_token = factories.institution_admin(shop, province_token, other, "nc-admin", "nc-admin-password-1")
     assert shop.api.get(f"/api/rewards/redemptions?institution_id={shop.institution_id}",
                         token=nc_token).status_code == 403
     assert shop.api.get("/api/rewards/redemptions", token=nc_token).json()["items"] == []

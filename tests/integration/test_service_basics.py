@@ -7,8 +7,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from lvbao import registry
-from services.activities.models import infra as activities_infra
+from services.activities.parts import ActivitiesParts
+from services.points.parts import PointsParts
 from shared.config import Settings
+from shared.current import parts_of
 from shared.db import Database
 from shared.service_app import create_service_app, public_prefix
 
@@ -34,14 +36,13 @@ def test_not_ready_when_redis_is_unreachable(settings, databases):
         assert response.status_code == 503
         assert body["code"] == "not_ready" and "redis" in body["errors"] and "database" not in body["errors"]
     finally:
-        app.extensions["lvbao"].db.dispose()
+        parts_of(app).db.dispose()
 
 
 def test_not_ready_when_the_database_is_unreachable(settings, redis_client):
     broken_url = "postgresql+psycopg://postgres@127.0.0.1:1/none"
     db = Database(broken_url, "activities", connect_args={"connect_timeout": 1})
-    app = create_service_app("activities", settings=settings, db=db, models=activities_infra, blueprints=[],
-                             description="", redis_client=redis_client)
+    app = create_service_app(ActivitiesParts(settings, db=db, redis_client=redis_client), [])
     response = app.test_client().get("/readyz")
     assert response.status_code == 503 and "database" in response.get_json()["errors"]
 
@@ -96,8 +97,7 @@ def test_unhandled_error_is_500_in_the_contract_shape_without_details(settings, 
         def get(self):
             raise RuntimeError("secret internals")
 
-    app = create_service_app("activities", settings=settings, db=databases["activities"], models=activities_infra,
-                             blueprints=[blp], description="", redis_client=redis_client)
+    app = create_service_app(ActivitiesParts(settings, db=databases["activities"], redis_client=redis_client), [blp])
     response = app.test_client().get("/boom", headers={"X-Request-Id": "req-boom-0001"})
     body = response.get_json()
     assert response.status_code == 500
@@ -110,9 +110,9 @@ def test_unhandled_error_is_500_in_the_contract_shape_without_details(settings, 
 def test_a_service_that_cannot_load_any_key_answers_503_not_401(settings, databases, redis_client):
     from shared.auth import JwksKeySource
 
-    app = create_service_app("points", settings=settings, db=databases["points"], models=activities_infra,
-                             blueprints=[], description="", redis_client=redis_client,
-                             key_source=JwksKeySource("http://127.0.0.1:1/jwks.json", timeout=0.5))
+    parts = PointsParts(settings, db=databases["points"], redis_client=redis_client,
+                        key_source=JwksKeySource("http://127.0.0.1:1/jwks.json", timeout=0.5))
+    app = create_service_app(parts, [])
     response = app.test_client().get("/whoami", headers={"Authorization": "Bearer a.b.c"})
     assert response.status_code == 401  # malformed: refused before any key is needed
     token = "eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.e30.c2ln"  # {"alg":"EdDSA","kid":"k1"}
@@ -137,8 +137,7 @@ def test_only_outages_are_503(settings, databases, redis_client):
         def get(self):
             raise OperationalError("BEGIN", {}, Exception("database is locked"))
 
-    app = create_service_app("activities", settings=settings, db=databases["activities"], models=activities_infra,
-                             blueprints=[blp], description="", redis_client=redis_client)
+    app = create_service_app(ActivitiesParts(settings, db=databases["activities"], redis_client=redis_client), [blp])
     client = app.test_client()
     assert client.get("/broken-sql").status_code == 500
     assert client.get("/locked").status_code == 503
@@ -156,9 +155,9 @@ def test_forwarded_headers_count_only_behind_the_proxy(settings, databases, redi
 
     for trust, expected in ((False, {"remote": "127.0.0.1", "prefix": ""}),
                             (True, {"remote": "203.0.113.9", "prefix": "/api/activities"})):
-        app = create_service_app("activities", settings=settings.with_overrides(trust_proxy=trust),
-                                 db=databases["activities"], models=activities_infra, blueprints=[blp],
-                                 description="", redis_client=redis_client)
+        parts = ActivitiesParts(settings.with_overrides(trust_proxy=trust), db=databases["activities"],
+                                redis_client=redis_client)
+        app = create_service_app(parts, [blp])
         seen = app.test_client().get("/where", headers={"X-Forwarded-For": "203.0.113.9",
                                                         "X-Forwarded-Prefix": "/api/activities"},
                                      environ_base={"REMOTE_ADDR": "127.0.0.1"})

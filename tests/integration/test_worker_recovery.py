@@ -13,6 +13,8 @@ from rq.serializers import JSONSerializer
 from shared.outbox import handler_path, queue_for
 from shared.worker import recover_abandoned_jobs, run_worker
 
+pytestmark = pytest.mark.integration
+
 DEAD_PID = 2**22 + 12345  # above the kernel's pid range: never a running process
 
 

@@ -22,6 +22,8 @@ from lvbao.embedded import public_prefix
 from lvbao.registry import SERVICES
 from shared.errors import DEFAULT_ERRORS
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"

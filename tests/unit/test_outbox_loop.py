@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from shared import outbox
 from shared.parts import Chore
+
+pytestmark = pytest.mark.unit
 
 
 class FakeRelay:

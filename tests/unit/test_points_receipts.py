@@ -10,6 +10,8 @@ import pytest
 from services.points.receipts import RuleTerms, compute_receipt, grams, parse_quantity
 from services.points.rules import ACTION_TYPES, default_rule_data, rule_errors
 
+pytestmark = pytest.mark.unit
+
 COMMUTE = RuleTerms(
     action_type="commute", unit="km", g_per_point=50, max_quantity_per_action=Decimal(100), daily_cap_points=240,
     variants={"walk": {"carbon_g_per_unit": 272, "max_quantity_per_action": 15}, "metro": {"carbon_g_per_unit": 211}},

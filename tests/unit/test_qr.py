@@ -8,6 +8,8 @@ import pytest
 
 from shared import qr
 
+pytestmark = pytest.mark.unit
+
 SECRET = "s" * 64
 NOON = datetime(2030, 6, 4, 4, 0, tzinfo=UTC)  # 12:00 in Asia/Shanghai, 4 June
 DAY = date(2030, 6, 4)

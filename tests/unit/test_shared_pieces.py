@@ -18,11 +18,7 @@ from shared.errors import _flatten_webargs
 from shared.events import EmployeeBound, Event
 from shared.logs import JsonFormatter
 
-
-@pytest.fixture(autouse=True)
-def unfrozen():
-    yield
-    clock.set_time(None)
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("frozen_clock")]  # every test ends unfrozen
 
 
 def test_settings_from_environment(monkeypatch):
@@ -70,10 +66,10 @@ def _verifier(key: SigningKey, **kwargs) -> TokenVerifier:
     return TokenVerifier(StaticKeySource(lambda: {"keys": [key.public_jwk]}), "iss", "aud", **kwargs)
 
 
-def test_tokens_round_trip_and_expire_by_the_clock_seam():
+def test_tokens_round_trip_and_expire_by_the_clock_seam(frozen_clock):
     key = SigningKey.generate()
     issuer = TokenIssuer(key, "iss", "aud")
-    clock.set_time(datetime(2030, 1, 1, tzinfo=UTC))
+    frozen_clock.set(datetime(2030, 1, 1, tzinfo=UTC))
     token, expires = issuer.issue("user:5", "access", 60, uid=5, roles=["employee"])
     claims = _verifier(key, leeway_seconds=0).verify(token)
     assert claims["sub"] == "user:5" and claims["typ"] == "access" and expires == clock.now() + timedelta(seconds=60)
@@ -84,14 +80,14 @@ def test_tokens_round_trip_and_expire_by_the_clock_seam():
         issuer.issue("user:5", "refresh", 60)
 
 
-def test_tokens_from_the_future_and_of_other_types_are_refused():
+def test_tokens_from_the_future_and_of_other_types_are_refused(frozen_clock):
     key = SigningKey.generate()
     issuer = TokenIssuer(key, "iss", "aud")
-    clock.set_time(datetime(2030, 1, 1, tzinfo=UTC))
+    frozen_clock.set(datetime(2030, 1, 1, tzinfo=UTC))
     token, _ = issuer.issue("device:1", "device", 600, did=1, roles=["screen"])
     with pytest.raises(InvalidToken, match="type"):
         _verifier(key).verify(token, allowed_types=("access",))
-    clock.set_time(datetime(2029, 12, 31, tzinfo=UTC))
+    frozen_clock.set(datetime(2029, 12, 31, tzinfo=UTC))
     with pytest.raises(InvalidToken, match="not valid yet"):
         _verifier(key).verify(token)
     for junk in ("", "abc", "a.b.c"):
@@ -99,11 +95,11 @@ def test_tokens_from_the_future_and_of_other_types_are_refused():
             _verifier(key).verify(junk)
 
 
-def test_a_token_verified_once_is_checked_again_for_time_type_and_its_key():
+def test_a_token_verified_once_is_checked_again_for_time_type_and_its_key(frozen_clock):
     key = SigningKey.generate()
     published = {"keys": [key.public_jwk]}
     verifier = TokenVerifier(StaticKeySource(lambda: published), "iss", "aud", leeway_seconds=0)
-    clock.set_time(datetime(2030, 1, 1, tzinfo=UTC))
+    frozen_clock.set(datetime(2030, 1, 1, tzinfo=UTC))
     token, _ = TokenIssuer(key, "iss", "aud").issue("user:5", "access", 60, uid=5, roles=["employee"])
     assert verifier.verify(token)["sub"] == "user:5"
     assert verifier.verified.get(token) is not None
@@ -147,11 +143,11 @@ class _FakeHttp:
         return response
 
 
-def test_jwks_source_caches_refetches_and_survives_an_outage(monkeypatch):
+def test_jwks_source_caches_refetches_and_survives_an_outage(monkeypatch, frozen_clock):
     key, other = SigningKey.generate(), SigningKey.generate()
     http = _FakeHttp({"keys": [key.public_jwk]})
     monkeypatch.setattr("shared.auth.tokens.requests.get", http)
-    clock.set_time(datetime(2030, 1, 1, tzinfo=UTC))
+    frozen_clock.set(datetime(2030, 1, 1, tzinfo=UTC))
     source = JwksKeySource("http://gateway/jwks.json", cache_seconds=60, min_refresh_seconds=5)
     assert source.get(key.kid) is not None and http.calls == 1
     assert source.get(key.kid) is not None and http.calls == 1  # cached
