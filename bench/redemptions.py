@@ -39,13 +39,13 @@ def _by_status(rewards: Database) -> dict[str, int]:
 
 def redemption_burst(base: str, database_url: str, tokens: list[str], user_ids: list[int], institution_id: int,
                      say) -> None:
-    from services.rewards.catalog import CatalogService
+    from services.rewards.catalog import Catalog
 
     points, rewards = Database(database_url, "points"), Database(database_url, "rewards")
     try:
         _grant(points, user_ids, institution_id)
         bench_admin = Principal(subject="bench", token_type="access", roles=frozenset({"province_admin"}))  # noqa: S106
-        reward = CatalogService(rewards).create(bench_admin, {
+        reward = Catalog(rewards).create(bench_admin, {
             "institution_id": institution_id, "name": "bench reward", "description": "", "image_url": None,
             "points_cost": COST, "stock": STOCK, "per_user_limit": 1, "available_from": None, "available_to": None})
         http = requests.Session()

@@ -58,8 +58,10 @@ def test_jobs_of_a_live_worker_are_left_alone(queue, redis_client):
 
 def test_a_burst_worker_works_the_queue_and_stops(queue, redis_client, settings, databases):
     from services.points import tasks
+    from services.points.parts import PointsParts
 
-    tasks.runtime.configure(settings, databases["points"])
+    tasks.parts.use(PointsParts(settings, db=databases["points"]))
     job = queue.enqueue(handler_path("points"), [])
     run_worker(lambda: redis_client, ["points"], burst=True, logging_level="WARNING")
     assert job.get_status(refresh=True) == "finished"
+    tasks.parts.use(None)
