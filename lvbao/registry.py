@@ -22,10 +22,7 @@ def module(service: str, part: str) -> ModuleType:
 
 def parts_class(service: str) -> type[ServiceParts]:
     """The service's composition root (``services/<name>/parts.py``)."""
-    module_ = module(service, "parts")
-    return next(value for name, value in vars(module_).items()
-                if name.endswith("Parts") and isinstance(value, type) and issubclass(value, ServiceParts)
-                and value is not ServiceParts)
+    return getattr(module(service, "parts"), f"{service.title()}Parts")
 
 
 def build(service: str, settings: Settings, **kwargs: Any) -> ServiceParts:

@@ -19,6 +19,7 @@ import redis
 from shared.auth.tokens import JwksKeySource, KeySource, TokenVerifier
 from shared.config import Settings
 from shared.db import Database, UnitOfWork
+from shared.housekeeping import prune
 from shared.infra_models import InfraModels
 
 Handler = Callable[[UnitOfWork, Any], None]
@@ -79,8 +80,6 @@ class ServiceParts:
     def relay_chores(self, relay: Any) -> list[Chore]:
         """Everything the relay process runs periodically for this service: its own chores, redelivery of
         unacknowledged events and pruning of old infrastructure rows."""
-        from shared.housekeeping import prune
-
         return [
             *self.chores(),
             Chore(60.0, relay.redeliver_unacknowledged, f"{self.name}.redeliver"),

@@ -1,4 +1,4 @@
-"""What every service's views share: the Idempotency-Key decorator, keyset pages, the caller's institution."""
+"""What every service's views share: the Idempotency-Key decorator."""
 
 from __future__ import annotations
 
@@ -87,8 +87,3 @@ def idempotent_write(schema: Any, status: int) -> Callable[[Callable[..., Any]],
         return Blueprint.doc(**HEADER_DOC)(wrapper)
 
     return decorator
-
-
-def institution_asked(requested: int | None, *, province_wide: bool = False) -> int | None:
-    """The institution the calling admin or employee means (see ``Principal.institution_in_scope``)."""
-    return current_principal().institution_in_scope(requested, province_wide=province_wide)

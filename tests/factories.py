@@ -17,7 +17,6 @@ from shared.consumer import consume
 from shared.events import ActionRecorded, EmployeeBound, RuleVersionPublished
 from shared.vocabulary import UNIT_OF
 
-UNITS = UNIT_OF
 MEAL_WINDOWS = [{"name": "早餐", "start": "07:00", "end": "09:00"}, {"name": "午餐", "start": "11:00", "end": "13:30"},
                 {"name": "晚餐", "start": "17:00", "end": "19:30"}]
 
@@ -73,7 +72,7 @@ def rule_version_event(action_type: str = "commute", *, rule_id: int | None = No
     """A rule version as points publishes it: province-wide, version 1, in force since 2020, unless told otherwise
     (``unit`` follows the action type; ``variants`` default to one ``default`` variant)."""
     values = {"institution_id": None, "version": 1, "effective_from": "2020-01-01T00:00:00+08:00",
-              "effective_to": None, "unit": UNITS[action_type], "variants": {"default": {"carbon_g_per_unit": 100}},
+              "effective_to": None, "unit": UNIT_OF[action_type], "variants": {"default": {"carbon_g_per_unit": 100}},
               "max_quantity_per_action": None, "daily_count_limit": None, "claim_window_days": 7, **fields}
     return RuleVersionPublished(rule_id=rule_id or next(_rule_ids), action_type=action_type, **values)
 
@@ -96,7 +95,7 @@ def action_event(at: datetime, *, action_id: int | None = None, user_id: int = 1
     return ActionRecorded(
         action_id=action_id or next(_action_ids), user_id=user_id, institution_id=institution_id,
         department_id=department_id, action_type=action_type, variant=variant, quantity=quantity,
-        unit=fields.pop("unit", UNITS[action_type]), action_at=at.isoformat(), **fields,
+        unit=fields.pop("unit", UNIT_OF[action_type]), action_at=at.isoformat(), **fields,
     )
 
 
@@ -109,11 +108,10 @@ def member_event(user_id: int, institution_id: int = 1, *, department_id: int | 
 
 def to_points(databases: dict[str, Any], *events, redis: Any = None) -> dict[str, int]:
     """Hand events to the points consumer in-process; with ``redis``, the boards are updated as its worker does."""
-    from services.points.handlers import AFTER_BATCH, HANDLERS
-    from services.points.models import infra
+    from services.points.parts import PointsParts as Points
 
-    return consume("points", databases["points"], infra, HANDLERS, [e.to_message() for e in events],
-                   redis, AFTER_BATCH if redis is not None else None)
+    return consume("points", databases["points"], Points.models, Points.handlers, [e.to_message() for e in events],
+                   redis, Points.after_batch if redis is not None else None)
 
 
 def credit(databases: dict[str, Any], at: datetime, **overrides: Any) -> int:

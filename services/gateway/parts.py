@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from services.gateway.admins import AdminAccounts
 from services.gateway.config import SCHEMA, SERVICE
 from services.gateway.devices import Devices
@@ -23,16 +25,16 @@ class GatewayParts(ServiceParts):
     models = infra
     description = "Identity: WeChat login, roster binding, tokens, devices, administration."
 
-    keys: KeyRing
+    @cached_property
+    def keys(self) -> KeyRing:
+        """The signing keys (the gateway's own, whatever key source its verifier was handed)."""
+        return KeyRing(self.db)
 
     def default_key_source(self) -> KeySource:
         # The gateway verifies with its own published keys, read from its database.
-        self.keys = KeyRing(self.db)
         return StaticKeySource(self.keys.jwks)
 
     def build(self) -> None:
-        if not hasattr(self, "keys"):  # a key source was handed in: the signing keys are still ours
-            self.keys = KeyRing(self.db)
         self.auth = AuthService(self.settings, self.db, self.redis, WeChatClient(self.settings, self.redis),
                                 self.keys)
         self.institutions = Institutions(self.db)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from services.points.rules import ACTION_TYPES, MAX_FACTOR_G, MAX_QUANTITY
+from services.points.rules import MAX_FACTOR_G, MAX_QUANTITY
+from shared import vocabulary
 from shared.schemas import InputSchema, Instant, PageArgsSchema, page_schema
+from shared.vocabulary import ACTION_TYPES
 
 ID = validate.Range(min=1, max=2**31 - 1)
-UNITS = sorted({t.unit for t in ACTION_TYPES.values()})
+UNITS = sorted(vocabulary.UNITS)
 AWARE = {"invalid": "时间格式无效，应为 RFC 3339", "invalid_awareness": "时间须带时区，如 +08:00"}
 VARIANTS_DOC = {
     "description": 'By mode (commute: walk, bike, bus, metro, carpool, ev) or "default": '

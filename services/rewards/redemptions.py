@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import has_request_context, url_for
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -69,8 +68,6 @@ class RedemptionViews:
         }
         if owner and redemption.status == "confirmed" and redemption.pickup_nonce:
             view["pickup_code"] = pickup.code_for(self.master_secret, redemption.id, redemption.pickup_nonce)
-            if has_request_context():
-                view["pickup_qr_url"] = url_for("redemptions.PickupSvg", redemption_id=redemption.id)
         return view
 
 

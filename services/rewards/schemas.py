@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import marshmallow as ma
+from flask import url_for
 from marshmallow import fields, validate
 
 from services.rewards.models import REDEMPTION_STATUSES, REJECTION_REASONS
@@ -120,6 +121,13 @@ class RedemptionSchema(ma.Schema):
     refunded_at = fields.DateTime(allow_none=True)
     pickup_code = fields.String(allow_none=True, metadata={"description": "the owner's, while confirmed"})
     pickup_qr_url = fields.String(allow_none=True)
+
+    @ma.post_dump
+    def _pickup_qr_url(self, data: dict, **_kwargs) -> dict:
+        """Where the pickup code's QR is served, beside the code it draws (an address is the view layer's)."""
+        if data.get("pickup_code"):
+            data["pickup_qr_url"] = url_for("redemptions.PickupSvg", redemption_id=data["id"])
+        return data
 
 
 RedemptionPageSchema = page_schema(RedemptionSchema, "RedemptionPage")
