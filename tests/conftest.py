@@ -261,10 +261,9 @@ def combined_app(settings, databases):
     app = create_combined_app(settings)
     yield app
     for mounted in app.mounts.values():
-        ctx = parts_of(mounted)
-        if ctx is not None:
-            ctx.db.dispose()
-            ctx.redis.close()
+        parts = parts_of(mounted)
+        if parts is not None:
+            parts.close()
 
 
 @pytest.fixture(scope="session")
